@@ -1,0 +1,1 @@
+"""kd-ref: BERT knowledge distillation with actor-critic knowledge selection."""
