@@ -1,0 +1,283 @@
+"""The knowledge selection module (KSM): an actor-critic agent that picks loss weights.
+
+method.md "The knowledge selection module (KSM): actor-critic". Every phase of
+a distillation run the agent looks at the state, chooses the weights
+a = (a1..a4) of (FinK, ResK, FeaK, RelK), and at the phase end receives the
+reward (the caller measures r = L_CE(before) - L_CE(after); the selector adds
+the exploration reward computed here). It learns DDPG-style: a critic
+Q(s, a) by temporal difference, an actor mu(s) by the deterministic policy
+gradient through the critic.
+
+What the paper states and what is our reconstruction ([ours]) is marked below
+and in AgentConfig; the [ours] values are reasoned defaults, not the paper's.
+
+Which action is stored and trained on, hard mode [ours]: the binary action
+that was applied. The reward depends only on the applied weights, so that is
+the input the critic can value; the TD target uses the binary action the
+target actor would take, so the critic is only ever regressed at binary
+points. The actor's gradient still flows through its continuous output
+mu(s) in [0,1]^4, where the critic's smooth interpolation between binary
+corners points it towards the better ones. Soft mode stores the clipped
+weights that were applied, which is likewise what produced the reward.
+
+Beyond method.md, from DDPG (Lillicrap et al. 2016), all [ours]: near-zero
+last layers (the untrained policy weighs every knowledge 0.5) and L2 weight
+decay on the critic. Without the decay, on a synthetic task a critic fitted to
+a few dozen transitions often explained rewards by their random states and the
+actor saturated on a harmful knowledge.
+
+The agent runs on the CPU in fp32: it is tiny and sees one state per phase.
+"""
+import copy
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kd_ref.errors import KdError
+
+N_KNOWLEDGE = 4  # (FinK, ResK, FeaK, RelK)
+
+
+@dataclass
+class AgentConfig:
+    hidden: int = 64  # width of every MLP [ours]
+    gamma: float = 0.9  # discount of the TD target [ours]
+    tau: float = 0.01  # soft update rate of the target networks [ours]
+    lr_actor: float = 1e-4  # Adam [ours]
+    lr_critic: float = 1e-3  # Adam, also trains the state encoders N_S, N_T [ours]
+    # L2 on the critic and encoders, DDPG's value (Lillicrap et al. 2016) [ours]. With a few dozen
+    # transitions the critic can otherwise memorise each reward by its state and ignore the action.
+    critic_weight_decay: float = 1e-2
+    noise_sigma: float = 0.2  # std of the Gaussian action noise in the first episode [ours]
+    noise_decay: float = 0.5  # the noise std is multiplied by this after every episode [ours]
+    explore_weight: float = 0.1  # beta_e of the exploration reward [ours]
+    hard: bool = False  # binary actions (ksm-hard) instead of soft weights (ksm-soft) [paper]
+    threshold: float = 0.5  # lambda: hard a_i = 1[mu(s)_i + noise > lambda] [ours]
+    # Replay minibatch, drawn with replacement so updates start at once [ours]. Not `batch_size`:
+    # run.py makes a flag of every field, and DistillConfig.batch_size already owns --batch-size.
+    replay_batch: int = 16
+    # A run has only a few dozen phases, so each transition is replayed several times [ours].
+    updates_per_phase: int = 8
+    buffer_size: int = 100_000  # replay capacity; far above the phases of any run, so all are kept [ours]
+
+    def __post_init__(self):
+        if not 0 < self.threshold < 1:
+            raise KdError(f"agent.py AgentConfig: threshold must lie in (0, 1), got {self.threshold}")
+        for name in ("replay_batch", "updates_per_phase", "buffer_size"):
+            if getattr(self, name) < 1:
+                raise KdError(f"agent.py AgentConfig: {name} must be >= 1, got {getattr(self, name)}")
+
+
+def mlp(*widths: int) -> nn.Sequential:
+    """Linear layers of the given widths with a ReLU between each pair (none after the last)."""
+    layers = []
+    for w_in, w_out in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+@contextmanager
+def single_thread():
+    """Run the agent's tiny ops on one thread, then restore the caller's setting.
+
+    Waking a second BLAS/OpenMP thread costs more than these ops themselves; on
+    a busy 2-core machine an update measured 50x slower with two threads.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def force_fink(a: Tensor) -> Tensor:
+    """Hard weights [..., 4] that switch every loss off would train nothing: turn FinK on [ours]."""
+    a = a.clone()
+    a[..., 0] = torch.where(a.sum(-1) == 0, 1.0, a[..., 0])
+    return a
+
+
+class StateEncoder(nn.Module):
+    """Raw state [N, Hs+Ht+1] -> [N, 2*hidden+1]: N_S and N_T (2-layer MLPs) on the [CLS] parts, progress kept."""
+
+    def __init__(self, student_dim: int, teacher_dim: int, hidden: int):
+        super().__init__()
+        self.parts = (student_dim, teacher_dim, 1)
+        self.student = mlp(student_dim, hidden, hidden)  # N_S [paper]
+        self.teacher = mlp(teacher_dim, hidden, hidden)  # N_T [paper]
+
+    def forward(self, raw: Tensor) -> Tensor:
+        s_cls, t_cls, progress = raw.split(self.parts, dim=-1)
+        return torch.cat([self.student(s_cls), self.teacher(t_cls), progress], dim=-1)
+
+
+class Critic(nn.Module):
+    """Q_phi(s, a) [paper]: a 3-layer MLP on [s; a] -> [N]."""
+
+    def __init__(self, state_dim: int, hidden: int):
+        super().__init__()
+        self.net = mlp(state_dim + N_KNOWLEDGE, hidden, hidden, 1)
+
+    def forward(self, state: Tensor, action: Tensor) -> Tensor:
+        return self.net(torch.cat([state, action], dim=-1)).squeeze(-1)
+
+
+class KnowledgeSelectionAgent(nn.Module):
+    """DDPG agent over loss weights. Networks, targets, optimisers, replay and noise all live here.
+
+    Randomness (initialisation, action noise, minibatches) comes from `seed`
+    alone, never from the global RNG, so a seed fixes every action and update.
+    """
+
+    def __init__(self, student_dim: int, teacher_dim: int, config: AgentConfig, seed: int):
+        super().__init__()
+        self.config = config
+        state_dim = 2 * config.hidden + 1
+        with torch.random.fork_rng(devices=[]):  # seeded init that leaves the global RNG untouched
+            torch.manual_seed(seed)
+            self.encoder = StateEncoder(student_dim, teacher_dim, config.hidden)
+            self.actor = nn.Sequential(mlp(state_dim, config.hidden, config.hidden, N_KNOWLEDGE), nn.Sigmoid())
+            self.critic = Critic(state_dim, config.hidden)
+            # DDPG's recipe (Lillicrap et al. 2016) [ours]: near-zero last layers, so the first
+            # policy is a = 0.5 for every knowledge (none favoured) and Q starts near 0.
+            for last in (self.actor[0][-1], self.critic.net[-1]):
+                nn.init.uniform_(last.weight, -3e-3, 3e-3)
+                nn.init.uniform_(last.bias, -3e-3, 3e-3)
+        # Slowly moving copies give the TD target y = r + gamma * Q'(s', mu'(s')) [ours].
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.lr_actor)
+        # N_S and N_T are trained through the critic's loss [ours].
+        self.critic_opt = torch.optim.Adam([*self.encoder.parameters(), *self.critic.parameters()],
+                                           lr=config.lr_critic, weight_decay=config.critic_weight_decay)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.noise_sigma = config.noise_sigma
+        raw_dim = student_dim + teacher_dim + 1
+        # Replay over all episodes [ours]. Raw states, so replayed states see the current encoders.
+        self.buffer = {"state": torch.zeros(0, raw_dim), "action": torch.zeros(0, N_KNOWLEDGE),
+                       "reward": torch.zeros(0), "next_state": torch.zeros(0, raw_dim), "done": torch.zeros(0)}
+        self.history: list[Tensor] = []  # actions of this episode's earlier phases, for the exploration reward
+
+    @staticmethod
+    def raw_state(s_cls: Tensor, t_cls: Tensor, progress: float, valid: Tensor | None = None) -> Tensor:
+        """[B, Hs] student and [B, Ht] teacher last-layer [CLS] -> [Hs+Ht+1] fp32 on the CPU, detached.
+
+        The batch means of the two [CLS] parts (over `valid` rows when given,
+        so filler rows do not count) followed by the progress t / T_total [ours].
+        """
+        if valid is not None:
+            s_cls, t_cls = s_cls[valid], t_cls[valid]
+        parts = [s_cls.detach().float().mean(0).cpu(), t_cls.detach().float().mean(0).cpu(),
+                 torch.tensor([float(progress)])]
+        return torch.cat(parts)
+
+    def _weights(self, proposal: Tensor) -> Tensor:
+        """Actor output (plus noise) [..., 4] -> the loss weights applied: clipped (soft) or thresholded (hard)."""
+        if not self.config.hard:
+            return proposal.clamp(0, 1)
+        return force_fink((proposal > self.config.threshold).float())
+
+    @single_thread()
+    @torch.no_grad()
+    def act(self, raw_state: Tensor, explore: bool) -> Tensor:
+        """[4] loss weights: in [0,1] (soft) or {0,1} (hard); `explore` adds the Gaussian noise."""
+        mu = self.actor(self.encoder(raw_state[None]))[0]
+        if explore:  # without exploration the generator is not drawn from, so evaluation changes nothing
+            mu = mu + self.noise_sigma * torch.randn(N_KNOWLEDGE, generator=self.generator)
+        return self._weights(mu)
+
+    def exploration_reward(self, action: Tensor) -> float:
+        """Bonus for trying something new this episode [paper]; the forms are [ours].
+
+        Soft: + beta_e * (1 - cos(a_k, a_{k-1})), 0 in the first phase (a zero
+        vector counts as cos 0). Hard: - beta_e * repeats / phases so far, where
+        repeats counts the earlier phases of this episode that took exactly
+        this action, 0 in the first phase. Reads the history, changes nothing.
+        """
+        if not self.history:
+            return 0.0
+        beta = self.config.explore_weight
+        if self.config.hard:
+            repeats = sum(torch.equal(action, past) for past in self.history)
+            return -beta * repeats / len(self.history)
+        previous = self.history[-1]
+        cos = (action @ previous) / (action.norm() * previous.norm()).clamp(min=1e-8)
+        return beta * (1.0 - cos.item())
+
+    @single_thread()
+    @torch.no_grad()
+    def q_value(self, raw_state: Tensor, action: Tensor) -> float:
+        """Q_phi(s, a) of one raw state [Hs+Ht+1] and action [4]."""
+        return self.critic(self.encoder(raw_state[None]), action[None]).item()
+
+    @single_thread()
+    def observe(self, raw_state: Tensor, action: Tensor, reward: float, next_raw_state: Tensor,
+                done: bool) -> dict:
+        """Store a phase's transition, run config.updates_per_phase updates.
+
+        `reward` is the total (task + exploration). Returns Q(s, a) as valued
+        before the updates and the mean critic and actor losses of the updates.
+        """
+        q = self.q_value(raw_state, action)
+        self.history.append(action.clone())
+        new = {"state": raw_state, "action": action, "reward": torch.tensor(float(reward)),
+               "next_state": next_raw_state, "done": torch.tensor(float(done))}
+        self.buffer = {k: torch.cat([v, new[k][None].float()])[-self.config.buffer_size:]
+                       for k, v in self.buffer.items()}
+        critic_losses, actor_losses = zip(*(self._update() for _ in range(self.config.updates_per_phase)))
+        return {"critic_loss": sum(critic_losses) / len(critic_losses),
+                "actor_loss": sum(actor_losses) / len(actor_losses), "q": q}
+
+    def _update(self) -> tuple[float, float]:
+        """One critic step (TD), one actor step (deterministic policy gradient), one soft target update."""
+        c = self.config
+        idx = torch.randint(len(self.buffer["reward"]), (c.replay_batch,), generator=self.generator)
+        raw, action, reward, raw_next, done = (self.buffer[k][idx] for k in
+                                               ("state", "action", "reward", "next_state", "done"))
+        with torch.no_grad():
+            state_next = self.target_encoder(raw_next)
+            action_next = self._weights(self.target_actor(state_next))  # the action the target policy applies
+            target = reward + c.gamma * (1 - done) * self.target_critic(state_next, action_next)
+        critic_loss = F.mse_loss(self.critic(self.encoder(raw), action), target)
+        self.critic_opt.zero_grad()  # also clears what the previous actor step left in the critic
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        state = self.encoder(raw).detach()  # the actor's loss must not train the encoders
+        actor_loss = -self.critic(state, self.actor(state)).mean()
+        self.actor_opt.zero_grad()
+        actor_loss.backward()
+        self.actor_opt.step()
+
+        with torch.no_grad():
+            for target_net, net in ((self.target_encoder, self.encoder), (self.target_actor, self.actor),
+                                    (self.target_critic, self.critic)):
+                for p_target, p in zip(target_net.parameters(), net.parameters()):
+                    p_target.lerp_(p, c.tau)  # p' <- (1 - tau) p' + tau p
+        return critic_loss.item(), actor_loss.item()
+
+    def end_episode(self) -> None:
+        """Decay the exploration noise and forget this episode's actions."""
+        self.noise_sigma *= self.config.noise_decay
+        self.history = []
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume bitwise. Tensors are shared with the live agent, as in nn.Module."""
+        return {"networks": super().state_dict(), "actor_opt": self.actor_opt.state_dict(),
+                "critic_opt": self.critic_opt.state_dict(), "buffer": dict(self.buffer),
+                "noise_sigma": self.noise_sigma, "history": list(self.history),
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state["networks"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.buffer = {k: v.clone() for k, v in state["buffer"].items()}
+        self.noise_sigma = state["noise_sigma"]
+        self.history = [a.clone() for a in state["history"]]
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,135 @@
+"""Every knowledge selector behind one flag: method.md "Selectors".
+
+A selector gives, once per phase, the weights a = (a1, a2, a3, a4) of the
+losses (FinK, ResK, FeaK, RelK) in L = a1 FinK + a2 ResK + a3 FeaK + a4 RelK,
+and hears back the phase's task reward. Only the ksm-* selectors learn from it
+(they need episodes); the others just report it, so every method logs the same
+columns.
+"""
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+from kd_ref.agent import AgentConfig, KnowledgeSelectionAgent, N_KNOWLEDGE, force_fink
+from kd_ref.errors import KdError
+
+METHODS = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-soft", "ksm-hard")
+
+
+@dataclass
+class SelectorConfig:
+    alpha: float = 0.5  # kd: L = (1 - alpha) FinK + alpha ResK [paper]
+    # pkd: weight of FeaK(cls) [ours]. Unit [CLS] vectors make its per-entry MSE at most
+    # 4/D (about 0.01 for D = 384), negligible beside the cross-entropy without a large weight.
+    beta: float = 100.0
+    agent: AgentConfig = field(default_factory=AgentConfig)  # ksm-*: `hard` is set from the method
+
+
+class Selector:
+    """The interface, and what the selectors that do not learn share."""
+
+    learns = False  # True: needs KSM episodes before the final run
+    feak_mode = "tokens"  # which FeaK the loop computes: 'tokens' (losses.feak) or 'cls' (losses.feak_cls)
+
+    def __init__(self, method: str):
+        self.method = method
+
+    def act(self, raw_state: Tensor, explore: bool) -> Tensor:
+        """[4] weights (a1..a4) for (FinK, ResK, FeaK, RelK) for the coming phase."""
+        raise NotImplementedError
+
+    def feedback(self, raw_state: Tensor, action: Tensor, task_reward: float, next_raw_state: Tensor,
+                 done: bool) -> dict:
+        """The phase's reward parts (and, for ksm-*, what learning from them gave)."""
+        return {"reward_task": task_reward, "reward_explore": 0.0, "reward": task_reward}
+
+    def end_episode(self) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class FixedSelector(Selector):
+    """finetune, kd, pkd, all: the same weights every phase."""
+
+    def __init__(self, method: str, weights: tuple, feak_mode: str = "tokens"):
+        super().__init__(method)
+        self.weights = torch.tensor(weights, dtype=torch.float32)
+        self.feak_mode = feak_mode
+
+    def act(self, raw_state: Tensor, explore: bool) -> Tensor:
+        return self.weights.clone()
+
+
+class RandomSelector(Selector):
+    """random-soft: a ~ U[0,1]^4; random-hard: a_i ~ Bernoulli(0.5), FinK forced on if all are off.
+
+    Drawn afresh every phase, also in the final run (it is the baseline for
+    selection itself), from its own generator.
+    """
+
+    def __init__(self, method: str, hard: bool, seed: int):
+        super().__init__(method)
+        self.hard = hard
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def act(self, raw_state: Tensor, explore: bool) -> Tensor:
+        a = torch.rand(N_KNOWLEDGE, generator=self.generator)
+        return force_fink((a < 0.5).float()) if self.hard else a
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class KsmSelector(Selector):
+    """ksm-soft, ksm-hard: the knowledge selection module (kd_ref.agent)."""
+
+    learns = True
+
+    def __init__(self, method: str, agent: KnowledgeSelectionAgent):
+        super().__init__(method)
+        self.agent = agent
+
+    def act(self, raw_state: Tensor, explore: bool) -> Tensor:
+        return self.agent.act(raw_state, explore)
+
+    def feedback(self, raw_state: Tensor, action: Tensor, task_reward: float, next_raw_state: Tensor,
+                 done: bool) -> dict:
+        """Adds the exploration reward to the task reward and lets the agent learn from the sum."""
+        explore = self.agent.exploration_reward(action)
+        stats = self.agent.observe(raw_state, action, task_reward + explore, next_raw_state, done)
+        return {"reward_task": task_reward, "reward_explore": explore, "reward": task_reward + explore, **stats}
+
+    def end_episode(self) -> None:
+        self.agent.end_episode()
+
+    def state_dict(self) -> dict:
+        return self.agent.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.agent.load_state_dict(state)
+
+
+def make_selector(method: str, student_dim: int, teacher_dim: int, config: SelectorConfig, seed: int) -> Selector:
+    """The selector for `method` (one of METHODS); dims are the [CLS] widths the KSM state reads."""
+    if method not in METHODS:
+        raise KdError(f"selectors.py: unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if not 0 <= config.alpha <= 1:
+        raise KdError(f"selectors.py: kd alpha must lie in [0, 1], got {config.alpha}")
+    fixed = {"finetune": (1, 0, 0, 0), "kd": (1 - config.alpha, config.alpha, 0, 0),
+             "pkd": (1, 1, config.beta, 0), "all": (1, 1, 1, 1)}
+    if method in fixed:
+        return FixedSelector(method, fixed[method], feak_mode="cls" if method == "pkd" else "tokens")
+    hard = method.endswith("-hard")
+    if method.startswith("random-"):
+        return RandomSelector(method, hard, seed)
+    agent = KnowledgeSelectionAgent(student_dim, teacher_dim, replace(config.agent, hard=hard), seed)
+    return KsmSelector(method, agent)

@@ -1,0 +1,109 @@
+"""kd_ref.selectors: each method's weights, determinism by seed, the unknown-method error."""
+import pytest
+import torch
+
+from kd_ref.agent import AgentConfig
+from kd_ref.errors import KdError
+from kd_ref.selectors import METHODS, SelectorConfig, make_selector
+
+HS, HT = 4, 6
+RAW = HS + HT + 1
+SMALL = SelectorConfig(agent=AgentConfig(updates_per_phase=1, replay_batch=2))
+
+
+def make(method, config=SMALL, seed=0):
+    return make_selector(method, HS, HT, config, seed)
+
+
+def drive(selector, phases=6, seed=0):
+    """Act and feed back a made-up task reward for some phases; return the actions and feedback."""
+    g = torch.Generator().manual_seed(seed)
+    actions, feedback = [], []
+    state = torch.randn(RAW, generator=g)
+    for k in range(phases):
+        action = selector.act(state, explore=True)
+        next_state = torch.randn(RAW, generator=g)
+        feedback.append(selector.feedback(state, action, 0.1 * k, next_state, done=k == phases - 1))
+        actions.append(action)
+        state = next_state
+    return torch.stack(actions), feedback
+
+
+@pytest.mark.parametrize("method, weights", [
+    ("finetune", [1, 0, 0, 0]), ("kd", [0.7, 0.3, 0, 0]), ("pkd", [1, 1, 50, 0]), ("all", [1, 1, 1, 1])])
+def test_fixed_weights(method, weights):
+    selector = make(method, SelectorConfig(alpha=0.3, beta=50.0))
+    actions, feedback = drive(selector)
+    assert torch.allclose(actions, torch.tensor(weights, dtype=torch.float32).expand(6, 4))
+    assert not selector.learns
+    assert selector.feak_mode == ("cls" if method == "pkd" else "tokens")
+    assert feedback[2] == {"reward_task": 0.2, "reward_explore": 0.0, "reward": 0.2}
+
+
+def test_default_kd_and_pkd_weights():
+    assert make("kd", SelectorConfig()).act(torch.zeros(RAW), False).tolist() == [0.5, 0.5, 0, 0]
+    assert make("pkd", SelectorConfig()).act(torch.zeros(RAW), False).tolist() == [1, 1, 100, 0]
+
+
+def test_random_soft_is_uniform_per_phase():
+    actions, _ = drive(make("random-soft"), phases=400)
+    assert ((actions >= 0) & (actions <= 1)).all()
+    assert len(actions.unique(dim=0)) == 400  # fresh every phase
+    assert (actions.mean(0) - 0.5).abs().max() < 0.05  # mean of U[0,1]; sd of this mean ~0.014
+    assert (actions[:, 0] < 0.5).any()  # FinK not forced: only hard weights are
+
+
+def test_random_hard_is_bernoulli_with_fink_forced():
+    actions, _ = drive(make("random-hard"), phases=400)
+    assert ((actions == 0) | (actions == 1)).all()
+    assert (actions.sum(1) >= 1).all()
+    # P(a_i = 1) is 0.5, except FinK: 0.5 + 1/16 for the all-off draws it takes over.
+    torch.testing.assert_close(actions.mean(0), torch.tensor([0.5625, 0.5, 0.5, 0.5]), atol=0.075, rtol=0)
+    assert (actions[:, 0] == 0).any()
+
+
+@pytest.mark.parametrize("method", ["ksm-soft", "ksm-hard"])
+def test_ksm_learns_and_reports_reward_parts(method):
+    selector = make(method)
+    assert selector.learns and selector.feak_mode == "tokens"
+    assert selector.agent.config.hard == (method == "ksm-hard")
+    actions, feedback = drive(selector)
+    if method == "ksm-hard":
+        assert ((actions == 0) | (actions == 1)).all()
+    assert set(feedback[3]) == {"reward_task", "reward_explore", "reward", "q", "critic_loss", "actor_loss"}
+    for part in feedback:
+        assert part["reward"] == pytest.approx(part["reward_task"] + part["reward_explore"])
+    assert feedback[0]["reward_explore"] == 0.0 and any(f["reward_explore"] != 0 for f in feedback)
+    sigma = selector.agent.noise_sigma
+    selector.end_episode()
+    assert selector.agent.noise_sigma < sigma and selector.agent.history == []
+
+
+@pytest.mark.parametrize("method", ["random-soft", "random-hard", "ksm-soft", "ksm-hard"])
+def test_same_seed_same_actions_other_seed_differs(method):
+    first, _ = drive(make(method, seed=3))
+    torch.manual_seed(1234)  # selectors must not depend on the global RNG
+    again, _ = drive(make(method, seed=3))
+    other, _ = drive(make(method, seed=4), phases=6)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_state_dict_round_trip(method):
+    selector = make(method, seed=1)
+    drive(selector, phases=3)
+    resumed = make(method, seed=2)
+    resumed.load_state_dict(selector.state_dict())
+    state = torch.randn(RAW)
+    assert torch.equal(selector.act(state, explore=True), resumed.act(state, explore=True))
+
+
+def test_unknown_method_lists_the_choices():
+    with pytest.raises(KdError, match="'ksm'.*finetune, kd, pkd, all, random-soft, random-hard, ksm-soft, ksm-hard"):
+        make("ksm")
+
+
+def test_alpha_out_of_range():
+    with pytest.raises(KdError, match="alpha"):
+        make("kd", SelectorConfig(alpha=1.5))
