@@ -1,0 +1,48 @@
+"""Predictions and scores of a model on a list of batches (dropout off)."""
+import numpy as np
+import torch
+
+from . import losses
+from .glue import Task
+from .metrics import task_metrics
+
+
+@torch.no_grad()
+def predict_logits(model, batches, n_rows: int) -> np.ndarray:
+    """Logits in the split's row order; filler rows of fixed-size batches are skipped."""
+    was_training = model.training
+    model.eval()
+    out = None
+    for b in batches:
+        logits = model(b.input_ids, b.attention_mask, b.token_type_ids).logits.float()
+        if out is None:
+            out = torch.zeros(n_rows, logits.shape[-1])
+        out[b.index[b.valid].cpu()] = logits[b.valid].cpu()
+    model.train(was_training)
+    return out.numpy()
+
+
+def predictions(task: Task, logits: np.ndarray) -> np.ndarray:
+    return logits[:, 0] if task.labels is None else logits.argmax(-1)
+
+
+def evaluate(model, task: Task, batches, labels: np.ndarray) -> tuple[dict, np.ndarray]:
+    """(metrics dict, predictions) on a labelled split."""
+    preds = predictions(task, predict_logits(model, batches, len(labels)))
+    return task_metrics(task, preds, labels), preds
+
+
+@torch.no_grad()
+def gold_loss(model, batches) -> float:
+    """FinK (cross-entropy, or MSE for regression) averaged over every valid example:
+    the quantity whose decrease is the KSM reward (method.md "Reward")."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for b in batches:
+        logits = model(b.input_ids, b.attention_mask, b.token_type_ids).logits
+        n = int(b.valid.sum())
+        total += float(losses.fink(logits, b.labels, b.valid)) * n
+        count += n
+    model.train(was_training)
+    return total / count

@@ -1,0 +1,94 @@
+"""The teacher: fine-tuned on the task when it arrives only pre-trained, then
+asked once for everything the student learns from (method.md "Episodes":
+teacher outputs are the same in every episode: cache them)."""
+from dataclasses import dataclass
+
+import torch
+
+from . import losses
+from .optim import make_optimizer
+from .progress import Progress
+
+
+def finetune(model, train, *, epochs: int, lr: float, batch_size: int, max_len: int,
+             weight_decay: float, warmup: float, seed: int, device) -> None:
+    """Plain fine-tuning with the gold labels (FinK alone), in place."""
+    steps = epochs * len(train.batches(batch_size, max_len, shuffle=False))
+    opt, sched = make_optimizer(model.parameters(), lr, weight_decay, steps, warmup)
+    model.train()
+    with Progress(steps, "teacher fine-tuning") as bar:
+        for epoch in range(epochs):
+            for b in train.batches(batch_size, max_len, shuffle=True, seed=seed * 1000 + epoch):
+                b = b.to(device)
+                loss = losses.fink(model(b.input_ids, b.attention_mask, b.token_type_ids).logits,
+                                   b.labels, b.valid)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                bar.update(loss=loss.item())
+    model.eval()
+
+
+@dataclass
+class TeacherView:
+    """What the student sees of the teacher on one batch."""
+    logits: torch.Tensor            # [B, C]
+    hidden: list                    # teacher states g(0..M), each [B, L, D]
+    scores: list                    # pre-softmax attention scores of g(1..M) (AttK only), else []
+
+
+class TeacherCache:
+    """Teacher logits and mapped hidden states for every training row, kept packed:
+    each mapped layer is one [total tokens, D] tensor holding only real tokens.
+    Memory: rows * C + tokens * D * (M + 1) numbers in the cache dtype (see nbytes).
+    Attention scores are not cached (L x L per head); AttK runs the teacher live."""
+
+    def __init__(self, teacher, batches, n_rows: int, g: list[int], device, dtype):
+        lengths = torch.zeros(n_rows, dtype=torch.long)
+        for b in batches:
+            lengths[b.index[b.valid]] = b.attention_mask[b.valid].sum(-1)
+        self.lengths = lengths.to(device)
+        self.offsets = (torch.cumsum(lengths, 0) - lengths).to(device)
+        total = int(lengths.sum())
+        d = teacher.config.hidden_size
+        self.logits = torch.zeros(n_rows, teacher.config.num_labels, device=device)
+        self.hidden = [torch.zeros(total, d, device=device, dtype=dtype) for _ in g]
+        self.g = g
+        with torch.no_grad():
+            for b in batches:
+                b = b.to(device)
+                out = teacher(b.input_ids, b.attention_mask, b.token_type_ids, output_hidden_states=True)
+                rows = b.index[b.valid]
+                self.logits[rows] = out.logits[b.valid].float()
+                real = b.attention_mask[b.valid].bool()
+                pos = self.offsets[rows, None] + torch.arange(real.shape[1], device=device)
+                for cache, layer in zip(self.hidden, g):
+                    cache[pos[real]] = out.hidden_states[layer][b.valid][real].to(dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return self.logits.nbytes + sum(h.nbytes for h in self.hidden)
+
+    def view(self, b) -> TeacherView:
+        length = b.input_ids.shape[1]
+        pos = self.offsets[b.index, None] + torch.arange(length, device=b.index.device)
+        real = torch.arange(length, device=b.index.device) < self.lengths[b.index, None]
+        pos = torch.where(real, pos, 0)
+        hidden = [torch.where(real[..., None], h[pos], 0) for h in self.hidden]
+        return TeacherView(self.logits[b.index], hidden, [])
+
+
+def live_view(teacher, b, g: list[int], attention: bool) -> TeacherView:
+    """Run the teacher on the batch (used when the cache is off or AttK needs scores)."""
+    with torch.no_grad():
+        out = teacher(b.input_ids, b.attention_mask, b.token_type_ids, output_hidden_states=True,
+                      attention_layers=g[1:] if attention else ())
+    return TeacherView(out.logits.float(), [out.hidden_states[i] for i in g],
+                       [out.scores[i] for i in g[1:]] if attention else [])
+
+
+def estimate_cache_bytes(n_rows: int, n_tokens: int, num_labels: int, width: int, layers: int,
+                         itemsize: int) -> int:
+    return n_rows * num_labels * 4 + n_tokens * width * layers * itemsize

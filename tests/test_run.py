@@ -1,0 +1,178 @@
+"""End to end: run.py on tiny tasks made from the demo generator, a tiny teacher
+whose head is for another task (so it is fine-tuned first), one epoch per run."""
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import run
+from kd_ref import distill
+from kd_ref.bert import Bert
+from kd_ref.checkpoint import load_bert, load_config, save_bert
+from kd_ref.data import reward_split
+from kd_ref.demo import write_demo_task
+from kd_ref.errors import KdError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("tiny")
+    write_demo_task(d / "data", seed=0, n_train=240, n_dev=60, n_test=40)
+    cfg = load_config(d / "data" / "model")
+    cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.num_hidden_layers = 32, 2, 64, 4
+    cfg.num_labels = 3  # a head for another task: run.py must fine-tune the teacher first
+    torch.manual_seed(0)
+    save_bert(Bert(cfg), d / "teacher", tokenizer_dir=d / "data" / "model")
+    write_stsb(d / "data")
+    return d
+
+
+def write_stsb(data: Path) -> None:
+    """An STS-B-format regression task from the demo pairs: score 4 for entailed pairs, else 1."""
+    (data / "STS-B").mkdir()
+    head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2"
+    for split in ("train", "dev", "test"):
+        rows = (data / "RTE" / f"{split}.tsv").read_text().splitlines()[1:]
+        lines = [head + ("\tscore" if split != "test" else "")]
+        for i, row in enumerate(rows):
+            cols = row.split("\t")
+            line = f"{i}\tmain\tdemo\t2024\t{i:04d}\tnone\tnone\t{cols[1]}\t{cols[2]}"
+            if split != "test":
+                line += f"\t{4.0 if cols[3] == 'entailment' else 1.0:.3f}"
+            lines.append(line)
+        (data / "STS-B" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+
+
+def args(tiny: Path, out: Path, *extra: str) -> list[str]:
+    return ["--data-dir", str(tiny / "data"), "--teacher", str(tiny / "teacher"), "--out", str(out),
+            "--max-len", "32", "--batch-size", "16", "--teacher-epochs", "1", "--epochs", "1",
+            "--episodes", "1", "--phases-per-epoch", "2", "--lr", "5e-4", "--teacher-lr", "5e-4", *extra]
+
+
+def phases(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_ksm_run_leaves_everything_a_paper_needs(tiny, tmp_path):
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "ksm-soft", "--student-layers", "2"))
+    d = tmp_path / "ksm-soft-s1"
+    config = json.loads((d / "config.json").read_text())
+    assert config["layer_map"] == [0, 2, 4] and config["method"] == "ksm-soft"
+    assert config["versions"]["torch"] == torch.__version__ and config["reward_split_is_dev"] is False
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert set(metrics["dev"]) == {"accuracy"} and 0 <= metrics["dev"]["accuracy"] <= 1
+    assert metrics["params"]["student"] < metrics["params"]["teacher"]
+    assert {"episodes_s", "final_s", "eval_s"} <= set(metrics["wall_s"])
+    log = phases(d)
+    episode = [r for r in log if r["run"] == "episode"]
+    final = [r for r in log if r["run"] == "final"]
+    assert len(episode) == len(final) == 2
+    for r in episode:
+        assert {"reward", "reward_task", "reward_explore", "q", "lr"} <= set(r)
+        assert r["reward"] == pytest.approx(r["reward_task"] + r["reward_explore"])
+        assert set(r["losses"]) == {"fink", "resk", "feak", "relk"}
+        assert all(0 <= a <= 1 for a in r["action"])
+    assert all("dev" in r for r in final)
+    assert len((d / "dev_predictions.tsv").read_text().splitlines()) == 61
+    assert len((d / "RTE.tsv").read_text().splitlines()) == 41
+    ET.parse(d / "report.svg")
+    assert (tmp_path / "teacher" / "model.safetensors").is_file()
+    # the student folder is a Hugging Face checkpoint: transformers reads the same logits
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.BertForSequenceClassification.from_pretrained(d / "student").eval()
+    ours, _ = load_bert(d / "student")
+    ids = torch.randint(5, 70, (3, 12))
+    mask = torch.ones_like(ids)
+    torch.testing.assert_close(ours.eval()(ids, mask).logits, hf(input_ids=ids, attention_mask=mask).logits,
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_finished_run_is_not_overwritten(tiny, tmp_path):
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "kd"))
+    before = (tmp_path / "kd-s1" / "metrics.json").read_bytes()
+    with pytest.raises(KdError, match="already holds a finished run"):
+        run.main(args(tiny, tmp_path, "--task", "rte", "--method", "kd"))
+    assert (tmp_path / "kd-s1" / "metrics.json").read_bytes() == before
+
+
+def test_same_seed_same_actions_and_metrics(tiny, tmp_path):
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        run.main(args(tiny, tmp_path / name, "--task", "rte", "--method", "ksm-hard", "--seed", seed))
+    logs = {n: phases(tmp_path / n / f"ksm-hard-s{s}") for n, s in (("a", 3), ("b", 3), ("c", 4))}
+    metrics = {n: json.loads((tmp_path / n / f"ksm-hard-s{s}" / "metrics.json").read_text())
+               for n, s in (("a", 3), ("b", 3), ("c", 4))}
+    assert logs["a"] == logs["b"]
+    assert metrics["a"]["dev"] == metrics["b"]["dev"]
+    assert [r["losses"] for r in logs["a"]] != [r["losses"] for r in logs["c"]]
+
+
+def test_every_baseline_takes_the_weights_of_method_md(tiny, tmp_path):
+    methods = "finetune,kd,pkd,all,random-soft,random-hard"
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", methods, "--seeds", "1,2"))
+    expected = {"finetune": [1, 0, 0, 0], "kd": [0.5, 0.5, 0, 0], "pkd": [1, 1, 100, 0], "all": [1, 1, 1, 1]}
+    for method, action in expected.items():
+        log = phases(tmp_path / f"{method}-s1")
+        assert all(r["run"] == "final" for r in log), "only the KSM runs episodes"
+        assert all(r["action"] == action for r in log)
+    soft = [a for r in phases(tmp_path / "random-soft-s1") for a in r["action"]]
+    hard = [r["action"] for r in phases(tmp_path / "random-hard-s1")]
+    assert len(set(soft)) == len(soft) and all(0 <= a <= 1 for a in soft)
+    assert all(set(a) <= {0, 1} and a[0] + sum(a) > 0 for a in hard)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["methods"]) == set(methods.split(","))
+    accs = [json.loads((tmp_path / f"kd-s{s}" / "metrics.json").read_text())["dev"]["accuracy"] for s in (1, 2)]
+    assert summary["methods"]["kd"]["dev"]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
+    assert summary["methods"]["kd"]["dev"]["accuracy"]["std"] == pytest.approx(np.std(accs, ddof=1))
+    assert "| kd | 2 |" in (tmp_path / "summary.md").read_text()
+
+
+def test_regression_task_end_to_end(tiny, tmp_path):
+    run.main(args(tiny, tmp_path, "--task", "stsb", "--method", "ksm-soft"))
+    metrics = json.loads((tmp_path / "ksm-soft-s1" / "metrics.json").read_text())
+    assert {"pearson", "spearman"} <= set(metrics["dev"])
+    assert all(np.isfinite(v) for v in metrics["dev"].values())
+    preds = [float(line.split("\t")[1]) for line in
+             (tmp_path / "ksm-soft-s1" / "STS-B.tsv").read_text().splitlines()[1:]]
+    assert len(preds) == 40 and all(np.isfinite(preds))
+    episode = [r for r in phases(tmp_path / "ksm-soft-s1") if r["run"] == "episode"]
+    assert sum(r["reward_task"] for r in episode) > 0, "the gold MSE on the reward split went down"
+
+
+def test_episodes_never_train_on_the_reward_split(tiny, tmp_path, monkeypatch):
+    seen = []
+    original = distill.train_student
+
+    def spy(student, projections, selector, teacher_view, train, cfg, **kw):
+        rewarded = {int(i) for b in kw.get("reward_batches") or [] for i in b.index[b.valid]}
+        seen.append((kw["run"], set(train.rows.tolist()), rewarded))
+        return original(student, projections, selector, teacher_view, train, cfg, **kw)
+
+    monkeypatch.setattr(distill, "train_student", spy)
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "ksm-soft", "--episodes", "2"))
+    (r1, train1, reward1), (r2, train2, reward2), (r3, train3, _) = seen
+    assert (r1, r2, r3) == ("episode", "episode", "final")
+    assert reward1 and not train1 & reward1 and train1 == train2 and reward1 == reward2
+    assert train3 == train1 | reward1 == set(range(240)), "the final run trains on the whole training set"
+
+
+def test_reward_split_is_stratified_and_disjoint():
+    labels = np.array([0] * 700 + [1] * 300)
+    keep, held = reward_split(labels, 0.1, seed=0, regression=False)
+    assert len(np.intersect1d(keep, held)) == 0 and len(keep) + len(held) == 1000
+    assert (labels[held] == 0).sum() == 70 and (labels[held] == 1).sum() == 30
+    assert not np.array_equal(held, reward_split(labels, 0.1, seed=1, regression=False)[1])
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "--task", "nope", "--teacher", str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "nope" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
