@@ -26,6 +26,7 @@ import torch
 from kd_ref.agent import AgentConfig
 from kd_ref.bert import Bert
 from kd_ref.checkpoint import load_bert, load_config, save_bert
+from kd_ref.compiled import compile_model, default_compile, use_tf32
 from kd_ref.data import encode_split, reward_split
 from kd_ref.demo import write_demo_task
 from kd_ref.distill import DistillConfig, check_config, distill
@@ -67,7 +68,11 @@ def parse_args(argv=None):
     g.add_argument("--teacher-seed", type=int, default=42)
     g.add_argument("--teacher-cache-gb", type=float, default=8.0,
                    help="cache teacher outputs when they fit in this many GB, else run the teacher live")
-    add_fields(p.add_argument_group("distillation"), DistillConfig)
+    g = p.add_argument_group("distillation")
+    add_fields(g, DistillConfig, skip=("compile",))
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help="torch.compile the models and the fused loss (default: on CUDA, off on CPU, where "
+                        "it does not pay: BENCHMARKS.md)")
     g = p.add_argument_group("selectors and the knowledge selection module (KSM)")
     g.add_argument("--alpha", type=float, default=SelectorConfig.alpha, help="kd: weight of ResK")
     g.add_argument("--beta", type=float, default=SelectorConfig.beta, help="pkd: weight of FeaK(cls) [ours]")
@@ -157,6 +162,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
                                          "versions": versions()})
     torch.manual_seed(seed)
     student = build_student(teacher, args.student_layers, args.student_hidden, args.student_init, g).to(device)
+    if args.compile:
+        compile_model(student)
     projections = make_projections(student.config.hidden_size, teacher.config.hidden_size, len(g)).to(device)
     selector = make_selector(method, student.config.hidden_size, teacher.config.hidden_size,
                              SelectorConfig(alpha=args.alpha, beta=args.beta, agent=agent_config(args, method)),
@@ -222,11 +229,16 @@ def main(argv=None):
         raise KdError("--task and --teacher are required (or --demo)")
     methods = [m.strip() for m in args.method.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
-    check_config(DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)}))
+    check_config(DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)
+                                  if f.name != "compile"}))
     task = get_task(args.task)
     out = Path(args.out or f"runs/{task.name}")
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(args.device)
+    if args.compile is None:
+        args.compile = default_compile(device)
+    if device.type == "cuda":
+        use_tf32()
     data_dir = resolve_data_dir(args.data_dir)
     tokenizer = BertTokenizer.from_dir(args.teacher, max_len=args.max_len)
     train, dev = encode_split(data_dir, task, "train", tokenizer), encode_split(data_dir, task, task.dev_splits[0], tokenizer)
@@ -237,6 +249,8 @@ def main(argv=None):
         args.student_layers = max(1, teacher.config.num_hidden_layers // 2)
     g = layer_map(teacher.config.num_hidden_layers, args.student_layers)
     print(layer_map_table(g))
+    if args.compile:
+        compile_model(teacher)
     teacher_view = make_teacher_view(args, teacher, train, g, device)
     results = [run_one(args, m, s, task, (train, dev, test), teacher, teacher_view, g, device, out, teacher_dev)
                for m in methods for s in seeds]

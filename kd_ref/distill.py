@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import torch
 
-from . import losses
 from .agent import KnowledgeSelectionAgent
 from .errors import KdError
 from .evaluate import evaluate, gold_loss
+from .fused import make_fused_loss
 from .optim import make_optimizer
 from .progress import Progress
 
-KNOWLEDGE = ("fink", "resk", "feak", "relk")
+KNOWLEDGE = ("fink", "resk", "feak", "relk", "attk")  # attk: the extension, when --attk-weight > 0
 
 
 @dataclass
@@ -37,38 +37,22 @@ class DistillConfig:
     temperature: float = 1.0        # ResK temperature [ours]
     loss_norm: str = "none"         # 'ema': divide each loss by a detached running mean of itself [ours]
     attk_weight: float = 0.0        # AttK extension, a fixed weight outside the selector [ours]
-
-
-def knowledge_losses(s_out, t, b, projections, g, cfg: DistillConfig, feak_mode: str) -> dict:
-    """Raw FinK, ResK, FeaK, RelK (and AttK) on one batch; student states projected first."""
-    mask = b.attention_mask * b.valid[:, None]
-    hs = [w(s_out.hidden_states[i]) for i, w in enumerate(projections)]
-    out = {"fink": losses.fink(s_out.logits, b.labels, b.valid),
-           "resk": losses.resk(s_out.logits, t.logits, b.valid, cfg.temperature)}
-    if feak_mode == "cls":
-        out["feak"] = losses.feak_cls([h[:, 0] for h in hs[1:]], [h[:, 0] for h in t.hidden[1:]], b.valid)
-    else:
-        out["feak"] = losses.feak(hs[1:], t.hidden[1:], mask)
-    out["relk"] = losses.relk(hs, t.hidden, mask)
-    if cfg.attk_weight:
-        out["attk"] = losses.attk([s_out.scores[i] for i in range(1, len(g))], t.scores, mask)
-    return out
+    compile: bool = False           # torch.compile the loss (run.py compiles the models too)
 
 
 class LossNorm:
-    """--loss-norm ema: raw losses differ by orders of magnitude, so each one is divided by a
-    detached running mean of itself (decay 0.99) before weighting [ours]."""
+    """--loss-norm ema: raw losses differ by orders of magnitude, so each of FinK..RelK is divided
+    by a detached running mean (decay 0.99) of its values at the previous steps [ours]."""
 
     def __init__(self, mode: str, decay: float = 0.99):
-        self.mode, self.decay, self.mean = mode, decay, {}
+        self.mode, self.decay, self.mean = mode, decay, None
 
-    def __call__(self, raw: dict) -> dict:
-        if self.mode == "none":
-            return dict.fromkeys(raw, 1.0)
-        for k, v in raw.items():
-            v = v.item()
-            self.mean[k] = v if k not in self.mean else self.decay * self.mean[k] + (1 - self.decay) * v
-        return {k: max(self.mean[k], 1e-12) for k in raw}
+    def scale(self):
+        return 1.0 if self.mean is None else self.mean.clamp(min=1e-12)
+
+    def update(self, raw) -> None:
+        if self.mode == "ema":
+            self.mean = raw[:4] if self.mean is None else self.decay * self.mean + (1 - self.decay) * raw[:4]
 
 
 def phase_bounds(total_steps: int, n_phases: int) -> list[int]:
@@ -92,9 +76,14 @@ def train_student(student, projections, selector, teacher_view, train, cfg: Dist
     opt, sched = make_optimizer(params, cfg.lr, cfg.weight_decay, total, cfg.warmup)
     norm = LossNorm(cfg.loss_norm)
     attention = range(1, len(g)) if cfg.attk_weight else ()
+    loss_fn = make_fused_loss(cfg.compile)
+    temperature = torch.tensor(cfg.temperature, device=device)
+    attk_weight = torch.tensor(cfg.attk_weight, device=device) if cfg.attk_weight else None
+    regression = student.config.num_labels == 1
     gold_before = gold_loss(student, reward_batches) if learn else None
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
     student.train()
-    phase, step, pending, sums = -1, 0, None, {}
+    phase, step, pending, sums = -1, 0, None, 0
 
     def close_phase(next_state, done):
         state, action, record = pending
@@ -108,40 +97,43 @@ def train_student(student, projections, selector, teacher_view, train, cfg: Dist
                                                              seed=seed * 1000 + epoch)
             for b in batches:
                 b = b.to(device)
-                s_out = student(b.input_ids, b.attention_mask, b.token_type_ids,
-                                output_hidden_states=True, attention_layers=attention)
-                t = teacher_view(b)
-                if step == bounds[phase + 1]:
-                    phase += 1
-                    state = KnowledgeSelectionAgent.raw_state(
-                        s_out.hidden_states[-1][b.valid, 0], t.hidden[-1][b.valid, 0], step / total)
-                    if pending:
-                        close_phase(state, done=False)
-                    action = selector.act(state, explore=learn)
-                    weights = [float(a) for a in action]
-                    sums = {}
-                raw = knowledge_losses(s_out, t, b, projections, g, cfg, selector.feak_mode)
-                scale = norm(raw)
-                loss = sum(w * raw[k] / scale[k] for w, k in zip(weights, KNOWLEDGE) if w)
-                if "attk" in raw:
-                    loss = loss + cfg.attk_weight * raw["attk"] / scale["attk"]
+                with autocast:
+                    s_out = student(b.input_ids, b.attention_mask, b.token_type_ids,
+                                    output_hidden_states=True, attention_layers=attention)
+                    t = teacher_view(b)
+                    if step == bounds[phase + 1]:
+                        phase += 1
+                        state = KnowledgeSelectionAgent.raw_state(
+                            s_out.hidden_states[-1][b.valid, 0], t.hidden[-1][b.valid, 0], step / total)
+                        if pending:
+                            close_phase(state, done=False)
+                        action = selector.act(state, explore=learn)
+                        action_t = torch.as_tensor(action, dtype=torch.float32).to(device)
+                        sums = 0
+                    # L_t = a1 FinK + a2 ResK + a3 FeaK + a4 RelK (method.md), all in one fused graph
+                    hs = [w(s_out.hidden_states[i]) for i, w in enumerate(projections)]
+                    loss, raw = loss_fn(s_out.logits, t.logits, b.labels, b.valid, b.attention_mask, hs, t.hidden,
+                                        action_t / norm.scale(), temperature, feak_mode=selector.feak_mode,
+                                        regression=regression, scores_s=[s_out.scores[i] for i in attention],
+                                        scores_t=t.scores, attk_weight=attk_weight)
                 if not torch.isfinite(loss):
-                    parts = ", ".join(f"{k} {float(v):.4g}" for k, v in raw.items())
-                    raise KdError(f"{run} run, episode {episode}, step {step}: loss is {float(loss)} "
+                    parts = ", ".join(f"{k} {v:.4g}" for k, v in zip(KNOWLEDGE, raw.tolist()))
+                    raise KdError(f"{run} run, episode {episode}, step {step}: loss is {loss.item()} "
                                   f"({parts}); lower --lr or check the inputs")
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
-                for k, v in raw.items():
-                    sums[k] = sums.get(k, 0.0) + v.item()
+                norm.update(raw)
+                sums = sums + raw
                 step += 1
                 bar.update(loss=loss.item())
                 if step == bounds[phase + 1]:
                     n = bounds[phase + 1] - bounds[phase]
                     record = {"event": "phase", "run": run, "episode": episode, "phase": phase, "step": step,
-                              "action": weights, "losses": {k: v / n for k, v in sums.items()},
+                              "action": [float(a) for a in action],
+                              "losses": dict(zip(KNOWLEDGE, (sums / n).tolist())),
                               "lr": sched.get_last_lr()[0]}
                     if learn:
                         gold_after = gold_loss(student, reward_batches)

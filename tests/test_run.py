@@ -176,3 +176,16 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "nope" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_demo_runs_the_whole_pipeline_with_no_downloads(tmp_path):
+    """`python run.py --demo`: teacher training, KSM episodes, final run, report, on the embedded task."""
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "--demo", "--out", str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "demo" / "ksm-soft-s1"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["teacher_dev"]["accuracy"] > 0.75, "the demo teacher learns its task"
+    assert metrics["dev"]["accuracy"] > 0.7, "and the student learns it from the teacher"
+    assert {r["run"] for r in phases(run_dir)} == {"episode", "final"}
+    ET.parse(run_dir / "report.svg")
