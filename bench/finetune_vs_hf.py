@@ -1,7 +1,7 @@
 """Benchmark (not a test): fine-tune all-MiniLM-L6-v2 on GLUE with kd_ref and with a
 plain `transformers` loop on the same recipe; dev scores and wall time side by side.
 
-    python bench/finetune_vs_hf.py [--tasks rte,mrpc] [--seeds 1,2,3] [--limit N]
+    python bench/finetune_vs_hf.py [--tasks rte,mrpc] [--seeds 1,2,3] [--limit N] [--runs runs.jsonl]
 
 Prints one JSON line per run and rewrites bench/RESULTS-finetune.md after each run.
 Both sides read the same TSV rows (kd_ref.glue) and score with kd_ref.metrics, so
@@ -148,6 +148,8 @@ def main():
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--limit", type=int, default=None, help="first N train and dev rows only (smoke runs)")
     parser.add_argument("--data-dir", default=None, help="GLUE root (default $KD_GLUE_DIR)")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="JSONL file each run is appended to; runs already in it are not redone (resume)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     transformers.logging.set_verbosity_error()  # the 'newly initialized classifier' warning, every run
@@ -155,16 +157,22 @@ def main():
     data_dir = resolve_data_dir(args.data_dir)
     command = shlex.join(["python", "bench/finetune_vs_hf.py", *sys.argv[1:]])
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    runs = []
+    runs = [json.loads(line) for line in args.runs.read_text().splitlines()] if args.runs and args.runs.exists() else []
+    done = {(r["task"], r["impl"], r["seed"]) for r in runs}
     # seeds outermost: a run cut short still holds matched pairs on every task
     for seed in map(int, args.seeds.split(",")):
         for task in map(get_task, args.tasks.split(",")):
             for impl, run in (("ours", run_ours), ("ref", run_reference)):
+                if (task.name, impl, seed) in done:
+                    continue
                 metrics, train_s, dev_s = run(task, data_dir, seed, args.limit)
                 runs.append({"task": task.name, "impl": impl, "seed": seed, **metrics,
                              "train_s": round(train_s, 2), "dev_s": round(dev_s, 2),
                              "load": round(os.getloadavg()[0], 1)})  # the cores are shared: times vary with it
                 print(json.dumps(runs[-1]), flush=True)
+                if args.runs:
+                    with args.runs.open("a") as f:
+                        f.write(json.dumps(runs[-1]) + "\n")
                 write_results(runs, command, started)
 
 
