@@ -33,6 +33,7 @@ from kd_ref.distill import DistillConfig, check_config, distill
 from kd_ref.errors import KdError
 from kd_ref.evaluate import evaluate, predict_logits, predictions
 from kd_ref.glue import get_task, resolve_data_dir, write_predictions
+from kd_ref.metrics import task_metrics
 from kd_ref.outputs import JsonlLog, summarise, versions, write_json
 from kd_ref.report import write_report
 from kd_ref.selectors import METHODS, SelectorConfig, make_selector
@@ -144,7 +145,6 @@ def chance_score(task, labels) -> float:
     """The main metric of always predicting the majority class (0 for correlations and MCC)."""
     if task.labels is None or task.main_metric == "mcc":
         return 0.0
-    from kd_ref.metrics import task_metrics
     majority = np.full_like(labels, np.bincount(labels).argmax())
     return task_metrics(task, majority, labels)[task.main_metric]
 
@@ -166,9 +166,10 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
         compile_model(student)
     projections = make_projections(student.config.hidden_size, teacher.config.hidden_size, len(g)).to(device)
     selector = make_selector(method, student.config.hidden_size, teacher.config.hidden_size,
-                             SelectorConfig(alpha=args.alpha, beta=args.beta, agent=agent_config(args, method)),
+                             SelectorConfig(alpha=args.alpha, beta=args.beta,
+                                            agent=config_from(args, AgentConfig, hard=method == "ksm-hard")),
                              seed=seed)
-    cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)})
+    cfg = config_from(args, DistillConfig)
     if args.reward_split == "dev":
         episode_train, reward_rows = train, dev
     else:
@@ -205,9 +206,10 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     return {"method": method, "seed": seed, "dev": dev_metrics, "wall_s": sum(times.values())}
 
 
-def agent_config(args, method) -> AgentConfig:
-    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(AgentConfig) if f.name != "hard"}
-    return AgentConfig(**{**fields, "hard": method == "ksm-hard"})
+def config_from(args, config_class, **overrides):
+    """A config dataclass filled from the flags add_fields made for it."""
+    names = [f.name for f in dataclasses.fields(config_class) if f.name not in overrides]
+    return config_class(**{n: getattr(args, n) for n in names}, **overrides)
 
 
 def reward_note(args) -> str:
@@ -229,8 +231,7 @@ def main(argv=None):
         raise KdError("--task and --teacher are required (or --demo)")
     methods = [m.strip() for m in args.method.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
-    check_config(DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)
-                                  if f.name != "compile"}))
+    check_config(config_from(args, DistillConfig))
     task = get_task(args.task)
     out = Path(args.out or f"runs/{task.name}")
     out.mkdir(parents=True, exist_ok=True)
