@@ -2,13 +2,14 @@
 plain `transformers` loop on the same recipe; dev scores and wall time side by side.
 
     python bench/finetune_vs_hf.py [--tasks rte,mrpc] [--seeds 1,2,3] [--limit N] [--runs runs.jsonl]
+                                   [--device cpu]
 
 Prints one JSON line per run and rewrites bench/RESULTS-finetune.md after each run.
 Both sides read the same TSV rows (kd_ref.glue) and score with kd_ref.metrics, so
 only the model, tokenizer call, batching and training loop differ. Known recipe
 differences that are part of each implementation: kd_ref batches by length bucket
 (kd_ref.batching) where the reference pads each random batch to its longest row,
-and kd_ref's warm-up starts at lr/warm steps where HF's starts at 0.
+and kd_ref's first step already uses lr / warm-up steps where HF's uses 0.
 """
 import argparse
 import datetime
@@ -44,22 +45,23 @@ RECIPE = dict(epochs=3, lr=2e-5, batch_size=32, max_len=128, weight_decay=0.01, 
 RESULTS = ROOT / "bench" / "RESULTS-finetune.md"
 
 
-def run_ours(task, data_dir, seed: int, limit: int | None):
+def run_ours(task, data_dir, seed: int, limit: int | None, device: str):
     """(dev metrics, train seconds, dev seconds) of kd_ref.teacher.finetune."""
     tokenizer = BertTokenizer.from_dir(CHECKPOINT, RECIPE["max_len"])
     train, dev = (encode_split(data_dir, task, split, tokenizer) for split in ("train", "dev"))
     if limit:
         train, dev = (s.subset(np.arange(min(limit, len(s)))) for s in (train, dev))
     torch.manual_seed(seed)  # the fresh classifier's init
-    model, _ = load_bert(CHECKPOINT, task.num_labels)
+    model = load_bert(CHECKPOINT, task.num_labels)[0].to(device)
     start = time.perf_counter()
-    finetune(model, train, seed=seed, device="cpu", **RECIPE)
+    finetune(model, train, seed=seed, device=device, **RECIPE)
     middle = time.perf_counter()
-    metrics, _ = evaluate(model, task, dev.batches(RECIPE["batch_size"], RECIPE["max_len"], shuffle=False), dev.labels)
+    batches = [b.to(device) for b in dev.batches(RECIPE["batch_size"], RECIPE["max_len"], shuffle=False)]
+    metrics, _ = evaluate(model, task, batches, dev.labels)
     return metrics, middle - start, time.perf_counter() - middle
 
 
-def run_reference(task, data_dir, seed: int, limit: int | None):
+def run_reference(task, data_dir, seed: int, limit: int | None, device: str):
     """The same recipe as a textbook transformers fine-tuning loop."""
     tokenizer = BertTokenizerFast.from_pretrained(CHECKPOINT)
 
@@ -73,7 +75,7 @@ def run_reference(task, data_dir, seed: int, limit: int | None):
     collate = DataCollatorWithPadding(tokenizer)  # dynamic padding to the longest row of each batch
     torch.manual_seed(seed)
     model = BertForSequenceClassification.from_pretrained(CHECKPOINT, num_labels=task.num_labels,
-                                                          attn_implementation="sdpa")
+                                                          attn_implementation="sdpa").to(device)
     no_decay = ("bias", "LayerNorm.weight")
     named = list(model.named_parameters())
     opt = torch.optim.AdamW([
@@ -88,7 +90,7 @@ def run_reference(task, data_dir, seed: int, limit: int | None):
     model.train()
     for _ in range(RECIPE["epochs"]):
         for batch in loader:
-            model(**batch).loss.backward()
+            model(**batch.to(device)).loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
@@ -96,8 +98,8 @@ def run_reference(task, data_dir, seed: int, limit: int | None):
     middle = time.perf_counter()
     model.eval()
     with torch.no_grad():
-        logits = torch.cat([model(**b).logits for b in DataLoader(dev, batch_size=RECIPE["batch_size"],
-                                                                   collate_fn=collate)])
+        batches = DataLoader(dev, batch_size=RECIPE["batch_size"], collate_fn=collate)
+        logits = torch.cat([model(**b.to(device)).logits.cpu() for b in batches])
     labels = np.array([f["labels"] for f in dev])
     metrics = task_metrics(task, predictions(task, logits.float().numpy()), labels)
     return metrics, middle - start, time.perf_counter() - middle
@@ -107,18 +109,20 @@ def mean_std(values, digits: int = 4) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values) if len(values) > 1 else 0:.{digits}f}"
 
 
-def write_results(runs, command: str, started: str) -> None:
+def write_results(runs, command: str, started: str, device: str) -> None:
     cpu = next(line.split(":", 1)[1].strip() for line in subprocess.run(
         ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
     out = ["# Fine-tuning all-MiniLM-L6-v2: kd_ref vs transformers", "",
            f"- Command: `{command}`", f"- Date: {started}",
-           f"- Machine: {cpu}, {torch.get_num_threads()} threads ({os.cpu_count()} cores, shared with other jobs); "
+           f"- Machine: {cpu}, {torch.get_num_threads()} threads ({os.cpu_count()} cores, shared with other jobs)"
+           f"{'' if device == 'cpu' else ', ' + torch.cuda.get_device_name(device)}; "
            f"Python {platform.python_version()}, "
            f"torch {torch.__version__}, transformers {transformers.__version__}",
            f"- Recipe (both): {RECIPE}, grad clip 1.0, AdamW without decay on biases/LayerNorm, "
            "linear warm-up then linear decay, dev scored with kd_ref.metrics.", "",
            "## Mean ± std over seeds", "",
-           "Δ = mean(ours) − mean(ref); SE = sqrt((std_ours² + std_ref²) / n); |Δ| < 2 SE counts as within noise.", "",
+           "Δ = mean(ours) − mean(ref); SE = sqrt((std_ours² + std_ref²) / n); "
+           "|Δ| < 2 SE counts as within noise.", "",
            "| task | metric | ours | transformers | Δ | 2 SE | ours train s | ref train s |",
            "|---|---|---|---|---|---|---|---|"]
     for task in dict.fromkeys(r["task"] for r in runs):
@@ -138,7 +142,8 @@ def write_results(runs, command: str, started: str) -> None:
             "| task | seed | impl | metrics | train s | dev s | load |", "|---|---|---|---|---|---|---|"]
     for r in runs:
         scores = ", ".join(f"{m} {r[m]:.4f}" for m in get_task(r["task"]).metrics)
-        out.append(f"| {r['task']} | {r['seed']} | {r['impl']} | {scores} | {r['train_s']:.1f} | {r['dev_s']:.1f} | {r['load']} |")
+        out.append(f"| {r['task']} | {r['seed']} | {r['impl']} | {scores} | "
+                   f"{r['train_s']:.1f} | {r['dev_s']:.1f} | {r['load']} |")
     RESULTS.write_text("\n".join(out) + "\n")
 
 
@@ -148,6 +153,7 @@ def main():
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--limit", type=int, default=None, help="first N train and dev rows only (smoke runs)")
     parser.add_argument("--data-dir", default=None, help="GLUE root (default $KD_GLUE_DIR)")
+    parser.add_argument("--device", default="cpu", help="torch device of both implementations, e.g. cuda")
     parser.add_argument("--runs", type=Path, default=None,
                         help="JSONL file each run is appended to; runs already in it are not redone (resume)")
     args = parser.parse_args()
@@ -165,7 +171,7 @@ def main():
             for impl, run in (("ours", run_ours), ("ref", run_reference)):
                 if (task.name, impl, seed) in done:
                     continue
-                metrics, train_s, dev_s = run(task, data_dir, seed, args.limit)
+                metrics, train_s, dev_s = run(task, data_dir, seed, args.limit, args.device)
                 runs.append({"task": task.name, "impl": impl, "seed": seed, **metrics,
                              "train_s": round(train_s, 2), "dev_s": round(dev_s, 2),
                              "load": round(os.getloadavg()[0], 1)})  # the cores are shared: times vary with it
@@ -173,7 +179,7 @@ def main():
                 if args.runs:
                     with args.runs.open("a") as f:
                         f.write(json.dumps(runs[-1]) + "\n")
-                write_results(runs, command, started)
+                write_results(runs, command, started, args.device)
 
 
 if __name__ == "__main__":
