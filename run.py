@@ -264,7 +264,6 @@ def main(argv=None):
 
 def make_teacher_view(args, teacher, train, g, device):
     """Cached teacher outputs when they fit in --teacher-cache-gb (and AttK is off), else live."""
-    batches = train.batches(args.batch_size, args.max_len, shuffle=False)
     tokens = sum(len(ids) for ids, _ in train.pairs)
     itemsize = 2 if device.type == "cuda" else 4
     need = estimate_cache_bytes(len(train), tokens, teacher.config.num_labels, teacher.config.hidden_size,
@@ -273,6 +272,7 @@ def make_teacher_view(args, teacher, train, g, device):
         print(f"teacher outputs: run live each step (cache would need {need / 2 ** 30:.2f} GB)")
         return lambda b: live_view(teacher, b, g, attention=bool(args.attk_weight))
     t0 = time.perf_counter()
+    batches = train.batches(args.batch_size, args.max_len, shuffle=False)
     cache = TeacherCache(teacher, batches, len(train), g, device,
                          torch.bfloat16 if device.type == "cuda" else torch.float32)
     print(f"teacher outputs: cached logits and layers {g} for {len(train)} rows, "

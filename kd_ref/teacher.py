@@ -13,12 +13,14 @@ from .progress import Progress
 def finetune(model, train, *, epochs: int, lr: float, batch_size: int, max_len: int,
              weight_decay: float, warmup: float, seed: int, device) -> None:
     """Plain fine-tuning with the gold labels (FinK alone), in place."""
-    steps = epochs * len(train.batches(batch_size, max_len, shuffle=False))
+    epoch_batches = lambda epoch: train.batches(batch_size, max_len, shuffle=True, seed=seed * 1000 + epoch)
+    first = epoch_batches(0)
+    steps = epochs * len(first)
     opt, sched = make_optimizer(model.parameters(), lr, weight_decay, steps, warmup)
     model.train()
     with Progress(steps, "teacher fine-tuning") as bar:
         for epoch in range(epochs):
-            for b in train.batches(batch_size, max_len, shuffle=True, seed=seed * 1000 + epoch):
+            for b in first if epoch == 0 else epoch_batches(epoch):
                 b = b.to(device)
                 loss = losses.fink(model(b.input_ids, b.attention_mask, b.token_type_ids).logits,
                                    b.labels, b.valid)
