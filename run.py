@@ -7,14 +7,19 @@ one of the baselines it is compared against.
     python run.py --demo                                            # no downloads, ~1 minute on CPU
 
 Output folder (--out, default runs/<task>): teacher/ (fine-tuned teacher, reused),
-<method>-s<seed>/ per run (config.json, metrics.json, log.jsonl, student/,
-dev and test predictions, report.svg), summary.json and summary.md over runs.
+teacher-cache.safetensors (teacher outputs, reused), <method>-s<seed>/ per run
+(config.json, metrics.json, log.jsonl, student/, dev and test predictions,
+report.svg, checkpoint/), summary.json and summary.md over runs. Rerunning a
+command continues its unfinished runs from their last checkpoint (kd_ref/resume.py).
+Several processes: torchrun --nproc_per_node=N run.py ... (kd_ref/distributed.py).
 Flags marked [ours] are our reconstruction of details the paper does not give
 (see ../shared/docs/method.md and README.md).
 """
 import argparse
 import dataclasses
 import json
+import math
+import os
 import shutil
 import sys
 import time
@@ -23,6 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from kd_ref import distributed
 from kd_ref.agent import AgentConfig
 from kd_ref.bert import Bert
 from kd_ref.checkpoint import load_bert, load_config, save_bert
@@ -30,12 +39,13 @@ from kd_ref.compiled import compile_model, default_compile, use_tf32
 from kd_ref.data import encode_split, reward_split
 from kd_ref.demo import write_demo_task
 from kd_ref.distill import DistillConfig, check_config, distill
-from kd_ref.errors import KdError
+from kd_ref.errors import KdError, check_flags
 from kd_ref.evaluate import evaluate, predict_logits, predictions
 from kd_ref.glue import get_task, resolve_data_dir, write_predictions
 from kd_ref.metrics import task_metrics
-from kd_ref.outputs import JsonlLog, summarise, versions, write_json
+from kd_ref.outputs import JsonlLog, summarise, versions, write_atomically, write_json
 from kd_ref.report import write_report
+from kd_ref.resume import Checkpoints
 from kd_ref.selectors import METHODS, SelectorConfig, make_selector
 from kd_ref.student import build_student, layer_map, layer_map_table, make_projections
 from kd_ref.teacher import TeacherCache, estimate_cache_bytes, finetune, live_view
@@ -55,7 +65,11 @@ def parse_args(argv=None):
     a("--seeds", help="comma-separated seeds, one run each, plus a mean/std summary (overrides --seed)")
     a("--demo", action="store_true", help="whole pipeline on an embedded synthetic task, tiny BERT, no downloads")
     a("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    a("--overwrite", action="store_true", help="replace finished runs in the output folder")
+    a("--overwrite", action="store_true", help="replace finished and unfinished runs in the output folder")
+    a("--resume", action="store_true", help="reuse finished runs in the output folder (unfinished runs with the "
+                                            "same flags always continue from their last checkpoint)")
+    a("--checkpoint-every", type=int, default=1,
+      help="phases between checkpoints of the whole training state (also at the end of each episode and run)")
     a("--debug", action="store_true", help="show tracebacks for input errors")
     g = p.add_argument_group("student")
     g.add_argument("--student-layers", type=int, help="default: half the teacher's layers")
@@ -107,14 +121,15 @@ def count(module) -> int:
 
 def prepare_teacher(args, task, train, dev, out: Path, device):
     """Load the teacher; fine-tune it first (once, saved under out/teacher) if it has no
-    classifier for the task. Returns (teacher, dev metrics, seconds spent fine-tuning)."""
+    classifier for the task. Returns (teacher, dev metrics, seconds spent fine-tuning, the folder
+    its weights are in)."""
     saved = out / "teacher"
     torch.manual_seed(args.teacher_seed)  # a fresh classifier head is drawn while loading
     if args.demo:
         teacher, ready = Bert(dataclasses.replace(load_config(args.teacher), num_labels=task.num_labels)), False
     else:
         teacher, ready = load_bert(args.teacher, num_labels=task.num_labels)
-    seconds = 0.0
+    seconds, source = 0.0, Path(args.teacher) if ready else saved
     if not ready and (saved / "model.safetensors").is_file():
         print(f"teacher: reusing the fine-tuned teacher in {saved}")
         teacher, ready = load_bert(saved, num_labels=task.num_labels)
@@ -128,17 +143,20 @@ def prepare_teacher(args, task, train, dev, out: Path, device):
                  warmup=args.warmup, seed=args.teacher_seed, device=device)
         seconds = time.perf_counter() - t0
         teacher.config.id2label = dict(enumerate(task.labels or ["score"]))
-        save_bert(teacher.cpu(), saved, tokenizer_dir=args.teacher)
-        teacher.to(device)
+        if distributed.is_main():
+            save_bert(teacher.cpu(), saved, tokenizer_dir=args.teacher)
+            teacher.to(device)
+        distributed.barrier()
     teacher.eval()
-    dev_batches = [b.to(device) for b in dev.batches(args.batch_size, args.max_len, shuffle=False)]
+    dev_batches = [b.to(device) for b in dev.batches(args.batch_size, args.max_len, shuffle=False,
+                                                     shard=distributed.shard())]
     metrics, _ = evaluate(teacher, task, dev_batches, dev.labels)
     print("teacher dev:", json.dumps(metrics))
     chance = chance_score(task, dev.labels)
     if metrics[task.main_metric] < chance + 0.02:
         print(f"WARNING: the teacher's dev {task.main_metric} {metrics[task.main_metric]:.4f} is near chance "
               f"({chance:.4f}): distilling from it will not mean much", file=sys.stderr)
-    return teacher, metrics, seconds
+    return teacher, metrics, seconds, source
 
 
 def chance_score(task, labels) -> float:
@@ -152,14 +170,14 @@ def chance_score(task, labels) -> float:
 def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, out: Path, teacher_dev):
     train, dev, test = data
     run_dir = out / f"{method}-s{seed}"
-    if (run_dir / "metrics.json").is_file() and not args.overwrite:
-        raise KdError(f"{run_dir} already holds a finished run: pass --overwrite to replace it")
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    write_json(run_dir / "config.json", {"args": vars(args), "method": method, "seed": seed,
-                                         "layer_map": g, "reward_split_is_dev": args.reward_split == "dev",
-                                         "versions": versions()})
+    config = {"args": vars(args), "method": method, "seed": seed, "layer_map": g,
+              "reward_split_is_dev": args.reward_split == "dev", "versions": versions()}
+    checkpoints = Checkpoints(run_dir, args.checkpoint_every)
+    todo = open_run_dir(args, run_dir, config, checkpoints)
+    if todo == "finished":
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        print(f"{method} seed {seed}: finished earlier, reusing {run_dir} (--resume)")
+        return {"method": method, "seed": seed, "dev": metrics["dev"], "wall_s": sum(metrics["wall_s"].values())}
     torch.manual_seed(seed)
     student = build_student(teacher, args.student_layers, args.student_hidden, args.student_init, g).to(device)
     if args.compile:
@@ -175,35 +193,80 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     else:
         keep, held = reward_split(train.labels, args.reward_fraction, seed, task.labels is None)
         episode_train, reward_rows = train.subset(keep), train.subset(held)
-    on_device = lambda batches: [b.to(device) for b in batches]
-    reward_batches = on_device(reward_rows.batches(args.batch_size, args.max_len, shuffle=False))
-    dev_batches = on_device(dev.batches(args.batch_size, args.max_len, shuffle=False))
-    log = JsonlLog(run_dir / "log.jsonl")
+    batches = lambda split: [b.to(device) for b in split.batches(args.batch_size, args.max_len, shuffle=False,
+                                                                   shard=distributed.shard())]
+    reward_batches, dev_batches = batches(reward_rows), batches(dev)
+    resume = checkpoints.load() if todo == "resume" else None
+    if resume:
+        at = resume["meta"]
+        print(f"{method} seed {seed}: resuming from the checkpoint after {at['run']} run, episode {at['episode']}, "
+              f"phase {at['phase']} (step {at['step']})")
+    log = lambda record: None
+    if distributed.is_main():
+        if resume:
+            checkpoints.rewind_log(resume)
+        log = JsonlLog(run_dir / "log.jsonl", append=resume is not None)
     try:
         times = distill(student, projections, selector, teacher_view, train, cfg, g=g, seed=seed, device=device,
                         log=log, episode_train=episode_train, reward_batches=reward_batches,
-                        dev=(task, dev_batches, dev.labels))
+                        dev=(task, dev_batches, dev.labels), checkpoints=checkpoints, resume=resume)
     finally:
-        log.close()
+        if distributed.is_main():
+            log.close()
     t0 = time.perf_counter()
     dev_metrics, dev_preds = evaluate(student, task, dev_batches, dev.labels)
-    write_predictions(run_dir / "dev_predictions.tsv", task, dev_preds)
-    if test is not None:
-        test_logits = predict_logits(student, on_device(test.batches(args.batch_size, args.max_len, shuffle=False)),
-                                     len(test))
-        write_predictions(run_dir / f"{task.folder}.tsv", task, predictions(task, test_logits))
+    test_preds = None if test is None else predictions(task, predict_logits(student, batches(test), len(test)))
     times["eval_s"] = time.perf_counter() - t0
+    result = {"method": method, "seed": seed, "dev": dev_metrics, "wall_s": sum(times.values())}
+    print(f"{method} seed {seed}: dev {json.dumps(dev_metrics)} -> {run_dir}")
+    if not distributed.is_main():
+        return result
+    write_predictions(run_dir / "dev_predictions.tsv", task, dev_preds)
+    if test_preds is not None:
+        write_predictions(run_dir / f"{task.folder}.tsv", task, test_preds)
     student.config.id2label = dict(enumerate(task.labels or ["score"]))
     save_bert(student.cpu(), run_dir / "student", tokenizer_dir=args.teacher)
+    student.to(device)
     metrics = {"task": task.name, "method": method, "seed": seed, "dev": dev_metrics, "teacher_dev": teacher_dev,
                "main_metric": task.main_metric, "reward_split": reward_note(args),
                "params": {"teacher": count(teacher), "student": count(student), "projections": count(projections)},
-               "wall_s": times}
-    write_json(run_dir / "metrics.json", metrics)
+               "wall_s": times, "resumed_from": resume["meta"] if resume else None, "processes": distributed.world()}
     write_report(run_dir / "log.jsonl", run_dir / "report.svg", title=f"{task.name} {method} seed {seed}",
                  metric=task.main_metric, teacher_score=teacher_dev[task.main_metric])
-    print(f"{method} seed {seed}: dev {json.dumps(dev_metrics)} -> {run_dir}")
-    return {"method": method, "seed": seed, "dev": dev_metrics, "wall_s": sum(times.values())}
+    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks the run finished
+    return result
+
+
+# Flags that may change between a run and its resumption: they do not change what is computed.
+RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "method", "seeds", "seed", "checkpoint_every"}
+
+
+def open_run_dir(args, run_dir: Path, config: dict, checkpoints: Checkpoints) -> str:
+    """What to do with run_dir: 'finished' (reuse it, --resume), 'resume' (an unfinished run with
+    the same flags has a checkpoint) or 'fresh' (made empty, config.json written). Every rank
+    decides the same from the same files; only rank 0 changes them."""
+    finished = (run_dir / "metrics.json").is_file()
+    if finished and not args.overwrite:
+        if args.resume:
+            return "finished"
+        raise KdError(f"{run_dir} already holds a finished run: pass --resume to reuse it or --overwrite to replace it")
+    if not finished and checkpoints.exists() and not args.overwrite:
+        saved = json.loads((run_dir / "config.json").read_text())["args"]
+        now = json.loads(json.dumps(config["args"]))
+        for flag in sorted(set(saved) | set(now)):
+            if flag not in RESUMABLE_CHANGES and saved.get(flag) != now.get(flag):
+                raise KdError(f"{run_dir} holds an unfinished run made with --{flag.replace('_', '-')} "
+                              f"{saved.get(flag)} (now {now.get(flag)}): rerun it with the same flags to resume, "
+                              "or pass --overwrite to start again")
+        return "resume"
+    distributed.barrier()  # nobody still reads what rank 0 is about to remove
+    if distributed.is_main():
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        write_json(run_dir / "config.json", config)
+    distributed.barrier()
+    return "fresh"
 
 
 def config_from(args, config_class, **overrides):
@@ -220,9 +283,14 @@ def reward_note(args) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    device = distributed.setup(pick_device(args.device))
+    if not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")  # one voice: rank 0 prints, every rank may still raise
     if args.demo:
         demo_dir = Path(args.out or "runs/demo")
-        write_demo_task(demo_dir / "data", seed=0)
+        if distributed.is_main():
+            write_demo_task(demo_dir / "data", seed=0)
+        distributed.barrier()
         args.task, args.data_dir, args.teacher, args.out = "rte", str(demo_dir / "data"), str(demo_dir / "data" / "model"), str(demo_dir)
         # a tiny BERT from random init needs a large learning rate and ~600 steps (see kd_ref/demo.py)
         args.max_len, args.batch_size, args.lr, args.teacher_lr, args.teacher_epochs = 32, 32, 5e-4, 5e-4, 10
@@ -232,52 +300,101 @@ def main(argv=None):
     methods = [m.strip() for m in args.method.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     check_config(config_from(args, DistillConfig))
+    at_least_1 = (lambda v: v >= 1, "at least 1")
+    check_flags(args, {"checkpoint_every": at_least_1, "teacher_epochs": at_least_1,
+                       "teacher_batch_size": at_least_1, "student_layers": at_least_1,
+                       "student_hidden": at_least_1, "teacher_lr": (lambda v: 0 < v < math.inf, "a positive number"),
+                       "teacher_cache_gb": (lambda v: v >= 0, "0 or more"),
+                       "reward_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+                       "alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"), "beta": (lambda v: v >= 0, "0 or more")})
+    config_from(args, AgentConfig, hard=False)  # checks the agent's flags
+    for m in methods:
+        if m not in METHODS:
+            raise KdError(f"--method {m}: unknown; expected one of {', '.join(METHODS)}")
     task = get_task(args.task)
     out = Path(args.out or f"runs/{task.name}")
     out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(args.device)
     if args.compile is None:
         args.compile = default_compile(device)
     if device.type == "cuda":
         use_tf32()
     data_dir = resolve_data_dir(args.data_dir)
     tokenizer = BertTokenizer.from_dir(args.teacher, max_len=args.max_len)
+    check_fits(load_config(args.teacher), tokenizer, args)
     train, dev = encode_split(data_dir, task, "train", tokenizer), encode_split(data_dir, task, task.dev_splits[0], tokenizer)
     test_file = data_dir / task.folder / f"{task.test_splits[0]}.tsv"
     test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file.is_file() else None
-    teacher, teacher_dev, teacher_s = prepare_teacher(args, task, train, dev, out, device)
+    teacher, teacher_dev, teacher_s, teacher_dir = prepare_teacher(args, task, train, dev, out, device)
     if args.student_layers is None:
         args.student_layers = max(1, teacher.config.num_hidden_layers // 2)
     g = layer_map(teacher.config.num_hidden_layers, args.student_layers)
     print(layer_map_table(g))
     if args.compile:
         compile_model(teacher)
-    teacher_view = make_teacher_view(args, teacher, train, g, device)
+    teacher_view = make_teacher_view(args, teacher, teacher_dir, train, g, device, out)
     results = [run_one(args, m, s, task, (train, dev, test), teacher, teacher_view, g, device, out, teacher_dev)
                for m in methods for s in seeds]
     summary, table = summarise(results, teacher_dev)
     summary["teacher_finetune_s"] = teacher_s
-    write_json(out / "summary.json", summary)
-    (out / "summary.md").write_text(table)
+    if distributed.is_main():
+        write_json(out / "summary.json", summary)
+        write_atomically(out / "summary.md", lambda tmp: tmp.write_text(table))
     print(table)
+    distributed.shutdown()
 
 
-def make_teacher_view(args, teacher, train, g, device):
-    """Cached teacher outputs when they fit in --teacher-cache-gb (and AttK is off), else live."""
+def check_fits(config, tokenizer, args) -> None:
+    """Token ids and positions the teacher cannot embed would fail deep inside the first step."""
+    if tokenizer.vocab_size > config.vocab_size:
+        raise KdError(f"{args.teacher}: the tokenizer has {tokenizer.vocab_size} tokens, config.json "
+                      f"vocab_size is {config.vocab_size}")
+    if args.max_len > config.max_position_embeddings:
+        raise KdError(f"--max-len {args.max_len}: the teacher ({args.teacher}) has only "
+                      f"{config.max_position_embeddings} positions")
+
+
+def make_teacher_view(args, teacher, teacher_dir: Path, train, g, device, out: Path):
+    """Cached teacher outputs when they fit in --teacher-cache-gb (and AttK is off), else live.
+    The cache is kept in out/teacher-cache.safetensors and reused while its key (teacher weights,
+    training rows, layers, dtype) matches, e.g. after a resume."""
     tokens = sum(len(ids) for ids, _ in train.pairs)
-    itemsize = 2 if device.type == "cuda" else 4
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     need = estimate_cache_bytes(len(train), tokens, teacher.config.num_labels, teacher.config.hidden_size,
-                                len(g), itemsize)
+                                len(g), dtype.itemsize)
     if args.attk_weight or need > args.teacher_cache_gb * 2 ** 30:
         print(f"teacher outputs: run live each step (cache would need {need / 2 ** 30:.2f} GB)")
         return lambda b: live_view(teacher, b, g, attention=bool(args.attk_weight))
+    weights = teacher_dir / "model.safetensors"
+    key = {"teacher": str(weights.resolve()), "teacher_bytes": str(weights.stat().st_size),
+           "teacher_mtime_ns": str(weights.stat().st_mtime_ns), "rows": str(len(train)), "tokens": str(tokens),
+           "token_sum": str(sum(sum(ids) for ids, _ in train.pairs)), "layers": str(g), "dtype": str(dtype)}
+    path = out / "teacher-cache.safetensors"
     t0 = time.perf_counter()
-    batches = train.batches(args.batch_size, args.max_len, shuffle=False)
-    cache = TeacherCache(teacher, batches, len(train), g, device,
-                         torch.bfloat16 if device.type == "cuda" else torch.float32)
+    if stored_key(path) == key:
+        with safe_open(path, "pt") as f:
+            cache = TeacherCache.from_tensors({k: f.get_tensor(k) for k in f.keys()}, g, device)
+        what = f"reused {path}"
+    else:
+        batches = train.batches(args.batch_size, args.max_len, shuffle=False, shard=distributed.shard())
+        cache = TeacherCache(teacher, batches, len(train), g, device, dtype)
+        if distributed.is_main():
+            tensors = {k: v.cpu().contiguous() for k, v in cache.tensors().items()}
+            write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=key))
+        what = f"computed, kept in {path}"
+    distributed.barrier()
     print(f"teacher outputs: cached logits and layers {g} for {len(train)} rows, "
-          f"{cache.nbytes / 2 ** 20:.1f} MiB, {time.perf_counter() - t0:.1f} s")
+          f"{cache.nbytes / 2 ** 20:.1f} MiB, {what}, {time.perf_counter() - t0:.1f} s")
     return cache.view
+
+
+def stored_key(path: Path) -> dict | None:
+    """The key a saved teacher cache was made with; None when there is none or it is unreadable
+    (a crash cannot leave half a file, but a user can): it is then recomputed."""
+    try:
+        with safe_open(path, "pt") as f:
+            return f.metadata()
+    except Exception:
+        return None
 
 
 if __name__ == "__main__":

@@ -109,12 +109,15 @@ def mean_std(values, digits: int = 4) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values) if len(values) > 1 else 0:.{digits}f}"
 
 
-def write_results(runs, command: str, started: str, device: str) -> None:
+def write_results(runs, command: str, started: str, device: str, planned: int) -> None:
     cpu = next(line.split(":", 1)[1].strip() for line in subprocess.run(
         ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
-    out = ["# Fine-tuning all-MiniLM-L6-v2: kd_ref vs transformers", "",
+    status = "complete" if len(runs) >= planned else f"incomplete, {len(runs)} of {planned} runs so far"
+    out = ["# Fine-tuning all-MiniLM-L6-v2: kd_ref vs transformers", "", f"**Status: {status}.** "
+           "Rerunning the command resumes: runs already in its `--runs` file are skipped.", "",
            f"- Command: `{command}`", f"- Date: {started}",
-           f"- Machine: {cpu}, {torch.get_num_threads()} threads ({os.cpu_count()} cores, shared with other jobs)"
+           f"- Machine: {cpu}, {torch.get_num_threads()} torch threads, {len(os.sched_getaffinity(0))} of {os.cpu_count()} cores "
+           "usable by this process"
            f"{'' if device == 'cpu' else ', ' + torch.cuda.get_device_name(device)}; "
            f"Python {platform.python_version()}, "
            f"torch {torch.__version__}, transformers {transformers.__version__}",
@@ -156,8 +159,9 @@ def main():
     parser.add_argument("--device", default="cpu", help="torch device of both implementations, e.g. cuda")
     parser.add_argument("--runs", type=Path, default=None,
                         help="JSONL file each run is appended to; runs already in it are not redone (resume)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (pin with taskset to share a machine)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()  # the 'newly initialized classifier' warning, every run
     transformers.logging.disable_progress_bar()
     data_dir = resolve_data_dir(args.data_dir)
@@ -179,7 +183,8 @@ def main():
                 if args.runs:
                     with args.runs.open("a") as f:
                         f.write(json.dumps(runs[-1]) + "\n")
-                write_results(runs, command, started, args.device)
+                write_results(runs, command, started, args.device,
+                              len(args.seeds.split(",")) * len(args.tasks.split(",")) * 2)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ actor saturated on a harmful knowledge.
 The agent runs on the CPU in fp32: it is tiny and sees one state per phase.
 """
 import copy
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kd_ref.errors import KdError
+from kd_ref.errors import KdError, check_flags
 
 N_KNOWLEDGE = 4  # (FinK, ResK, FeaK, RelK)
 
@@ -64,11 +65,15 @@ class AgentConfig:
     buffer_size: int = 100_000  # replay capacity; far above the phases of any run, so all are kept [ours]
 
     def __post_init__(self):
-        if not 0 < self.threshold < 1:
-            raise KdError(f"agent.py AgentConfig: threshold must lie in (0, 1), got {self.threshold}")
-        for name in ("replay_batch", "updates_per_phase", "buffer_size"):
-            if getattr(self, name) < 1:
-                raise KdError(f"agent.py AgentConfig: {name} must be >= 1, got {getattr(self, name)}")
+        positive = (lambda v: 0 < v < math.inf, "a positive number")
+        at_least_1 = (lambda v: v >= 1, "at least 1")
+        check_flags(self, {"hidden": at_least_1, "gamma": (lambda v: 0 <= v < 1, "in [0, 1)"),
+                           "tau": (lambda v: 0 < v <= 1, "in (0, 1]"), "lr_actor": positive, "lr_critic": positive,
+                           "critic_weight_decay": (lambda v: v >= 0, "0 or more"),
+                           "noise_sigma": (lambda v: v >= 0, "0 or more"),
+                           "noise_decay": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+                           "threshold": (lambda v: 0 < v < 1, "in (0, 1)"),
+                           "replay_batch": at_least_1, "updates_per_phase": at_least_1, "buffer_size": at_least_1})
 
 
 def mlp(*widths: int) -> nn.Sequential:

@@ -51,13 +51,18 @@ def make_batches(encoded: list[tuple[list[int], list[int]]], labels, batch_size:
     shuffle=True permutes the examples within buckets and then the batches with
     numpy Generator(seed); pass seed + epoch for a new order each epoch.
 
-    shard=(rank, world): all ranks build the same batch list and rank takes every
-    world-th batch; all-filler batches pad the list to a multiple of world so that
-    every rank runs the same number of steps.
+    shard=(rank, world), for several processes (kd_ref.distributed): batch_size is
+    the global batch; every rank builds the same global batches and keeps rows
+    [rank * b, (rank + 1) * b) of each, b = batch_size / world. So the ranks run
+    the same steps on the same global batch as one process would, and a rank may
+    hold only filler rows of a bucket's last batch (its losses are then 0).
     """
     rank, world = shard
     if not 0 <= rank < world:
         raise ValueError(f"shard {shard} is not (rank, world) with 0 <= rank < world")
+    if batch_size % world:
+        raise KdError(f"--batch-size {batch_size} (the global batch) is not divisible by the {world} processes")
+    local = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
     lengths = np.array([len(ids) for ids, _ in encoded], dtype=np.int64)
     if len(lengths) and not (lengths.min() >= 1 and lengths.max() <= max_len):
         raise KdError(f"tokenized examples have {lengths.min()}..{lengths.max()} tokens, "
@@ -83,14 +88,14 @@ def make_batches(encoded: list[tuple[list[int], list[int]]], labels, batch_size:
             plan.append((np.resize(real, batch_size), len(real), length))  # resize repeats real rows
     if shuffle:
         plan = [plan[i] for i in rng.permutation(len(plan))]
-    if plan:
-        plan += [(plan[0][0], 0, plan[0][2])] * (-len(plan) % world)
 
     batches = []
-    for rows, n_real, length in plan[rank::world]:
-        input_ids = np.full((batch_size, length), pad_id, dtype=np.int64)
-        token_type_ids = np.zeros((batch_size, length), dtype=np.int64)
-        attention_mask = np.zeros((batch_size, length), dtype=np.int64)
+    for rows, n_real, length in plan:
+        valid = (np.arange(batch_size) < n_real)[local]
+        rows = rows[local]
+        input_ids = np.full((len(rows), length), pad_id, dtype=np.int64)
+        token_type_ids = np.zeros((len(rows), length), dtype=np.int64)
+        attention_mask = np.zeros((len(rows), length), dtype=np.int64)
         for i, row in enumerate(rows):
             ids, types = encoded[row]
             input_ids[i, :len(ids)] = ids
@@ -102,6 +107,6 @@ def make_batches(encoded: list[tuple[list[int], list[int]]], labels, batch_size:
             token_type_ids=torch.from_numpy(token_type_ids),
             labels=torch.as_tensor(label_array[rows], dtype=label_dtype),
             index=torch.from_numpy(rows.astype(np.int64)),
-            valid=torch.arange(batch_size) < n_real,
+            valid=torch.from_numpy(valid),
         ))
     return batches

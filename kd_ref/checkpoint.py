@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
@@ -59,11 +60,41 @@ def hf_names(num_layers: int) -> dict[str, list[str]]:
 def load_config(model_dir) -> BertConfig:
     path = Path(model_dir) / "config.json"
     try:
-        return BertConfig.from_hf_dict(json.loads(path.read_text()))
+        config = BertConfig.from_hf_dict(json.loads(path.read_text()))
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise KdError(f"{path}: cannot read a BERT config ({type(e).__name__}: {e})") from None
     except KdError as e:
         raise KdError(f"{path}: {e}") from None
+    _check_values(config, path)
+    return config
+
+
+def _check_values(c: BertConfig, path: Path) -> None:
+    """config.json values a Bert can be built from: a string, null or 0 where a size belongs
+    would otherwise surface as a TypeError or ZeroDivisionError deep inside torch."""
+    def wrong(name: str, want: str):
+        raise KdError(f"{path}: {name}={getattr(c, name)!r}, expected {want}")
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)  # JSON true is a Python int
+
+    def is_number(v) -> bool:
+        return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "max_position_embeddings", "type_vocab_size", "num_labels"):
+        if not (is_int(getattr(c, name)) and getattr(c, name) >= 1):
+            wrong(name, "a positive integer")
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        if not (is_number(getattr(c, name)) and 0 <= getattr(c, name) < 1):
+            wrong(name, "a probability in [0, 1)")
+    for name in ("layer_norm_eps", "initializer_range"):
+        if not (is_number(getattr(c, name)) and getattr(c, name) > 0):
+            wrong(name, "a positive number")
+    if c.pad_token_id is not None and not (is_int(c.pad_token_id) and 0 <= c.pad_token_id < c.vocab_size):
+        wrong("pad_token_id", f"null or a token id in [0, vocab_size={c.vocab_size})")
+    if c.hidden_size % c.num_attention_heads:
+        wrong("hidden_size", f"a multiple of num_attention_heads={c.num_attention_heads}")
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -123,6 +154,8 @@ def load_bert(model_dir, num_labels: int | None = None) -> tuple[Bert, bool]:
         want = params[ours].shape
         want = (want[0] // len(parts), *want[1:])  # shape of one of q, k, v
         for hf in parts:
+            if not tensors[hf].is_floating_point():  # load_state_dict would silently cast integers
+                raise KdError(f"{path}: tensor {hf} has dtype {tensors[hf].dtype}, expected floating point")
             if tensors[hf].shape != want:
                 raise KdError(f"{path}: tensor {hf} has shape {list(tensors[hf].shape)}, config wants {list(want)}")
         state[ours] = torch.cat([tensors[hf] for hf in parts])

@@ -11,11 +11,15 @@ and noise-free.
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from . import distributed
 from .agent import KnowledgeSelectionAgent
-from .errors import KdError
+from .errors import KdError, check_flags
 from .evaluate import evaluate, gold_loss
 from .fused import make_fused_loss
 from .optim import make_optimizer
@@ -54,72 +58,112 @@ class LossNorm:
         if self.mode == "ema":
             self.mean = raw[:4] if self.mean is None else self.decay * self.mean + (1 - self.decay) * raw[:4]
 
+    def state_dict(self) -> dict:
+        return {"mean": self.mean}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean = state["mean"]
+
 
 def phase_bounds(total_steps: int, n_phases: int) -> list[int]:
     """Step at which each phase starts, plus total_steps at the end."""
     return [k * total_steps // n_phases for k in range(n_phases + 1)]
 
 
-def train_student(student, projections, selector, teacher_view, train, cfg: DistillConfig, *,
-                  g, seed: int, device, log, run: str, episode: int = 0,
-                  learn: bool = False, reward_batches=None, dev=None) -> None:
-    """One distillation run of `student` (in place).
+class Trainee(nn.Module):
+    """Student and projections W_i as one module: what the optimizer trains, and what
+    DistributedDataParallel wraps so that all their gradients are averaged over ranks."""
+
+    def __init__(self, student, projections):
+        super().__init__()
+        self.student, self.projections = student, projections
+
+    def forward(self, b, attention_layers):
+        """(student output, projected hidden states W_i h_i^S for i = 0..M)."""
+        out = self.student(b.input_ids, b.attention_mask, b.token_type_ids,
+                           output_hidden_states=True, attention_layers=attention_layers)
+        return out, [w(out.hidden_states[i]) for i, w in enumerate(self.projections)]
+
+
+def global_cls_mean(hidden, valid) -> torch.Tensor:
+    """[D] mean of the [CLS] vectors of hidden [B, L, D] over the valid rows of the global batch."""
+    total = torch.cat([hidden[:, 0].float()[valid].sum(0), valid.sum()[None].float()])
+    distributed.sum_(total)
+    return total[:-1] / total[-1]
+
+
+def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g, seed: int, device, log,
+                  run: str, episode: int = 0, learn: bool = False, reward_batches=None, dev=None,
+                  checkpoints=None, resume=None, clock=dict) -> None:
+    """One distillation run of model (a Trainee, maybe DDP-wrapped), in place.
 
     learn=True is a KSM episode: noisy actions, a reward per phase, agent updates.
     learn=False is a final run: the selector's noise-free actions; with `dev` =
     (task, batches, labels) the dev metric is logged at each phase end.
+    checkpoints (kd_ref.resume) saves the training state at phase ends; resume is a
+    checkpoint of this run to continue from; clock() gives the wall times so far.
     """
-    first = train.batches(cfg.batch_size, cfg.max_len, shuffle=True, seed=seed * 1000)
+    trainee = model.module if isinstance(model, DistributedDataParallel) else model
+    student = trainee.student
+    first = train.batches(cfg.batch_size, cfg.max_len, shuffle=True, seed=seed * 1000, shard=distributed.shard())
     total = cfg.epochs * len(first)
     bounds = phase_bounds(total, cfg.epochs * min(cfg.phases_per_epoch, len(first)))
-    params = list(student.parameters()) + list(projections.parameters())
+    params = list(trainee.parameters())
     opt, sched = make_optimizer(params, cfg.lr, cfg.weight_decay, total, cfg.warmup)
     norm = LossNorm(cfg.loss_norm)
+    modules = {"student": student, "projections": trainee.projections}
+    stateful = {"optimizer": opt, "scheduler": sched, "selector": selector, "loss_norm": norm}
     attention = range(1, len(g)) if cfg.attk_weight else ()
     loss_fn = make_fused_loss(cfg.compile)
     temperature = torch.tensor(cfg.temperature, device=device)
     attk_weight = torch.tensor(cfg.attk_weight, device=device) if cfg.attk_weight else None
     regression = student.config.num_labels == 1
-    gold_before = gold_loss(student, reward_batches) if learn else None
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
-    student.train()
-    phase, step, pending, sums = -1, 0, None, 0
+    if resume is None:
+        step, phase, pending = 0, -1, None
+        gold_before = gold_loss(student, reward_batches) if learn else None
+    else:
+        loop = checkpoints.restore(resume, modules, stateful)
+        step, phase, pending, gold_before = loop["step"], loop["phase"], loop["pending"], loop["gold_before"]
+    model.train()
 
     def close_phase(next_state, done):
         state, action, record = pending
-        if learn:
+        if learn and distributed.is_main():  # the agent lives on rank 0
             record.update(selector.feedback(state, action, record.pop("reward_task"), next_state, done))
         log(record)
 
-    with Progress(total, f"{run} {episode}" if learn else run) as bar:
+    with Progress(total - step, f"{run} {episode}" if learn else run) as bar:
         for epoch in range(cfg.epochs):
+            if (epoch + 1) * len(first) <= step:
+                continue  # done before the checkpoint we resumed from
             batches = first if epoch == 0 else train.batches(cfg.batch_size, cfg.max_len, shuffle=True,
-                                                             seed=seed * 1000 + epoch)
-            for b in batches:
+                                                             seed=seed * 1000 + epoch, shard=distributed.shard())
+            for b in batches[step - epoch * len(first):]:
                 b = b.to(device)
                 with autocast:
-                    s_out = student(b.input_ids, b.attention_mask, b.token_type_ids,
-                                    output_hidden_states=True, attention_layers=attention)
+                    s_out, hs = model(b, attention)
                     t = teacher_view(b)
                     if step == bounds[phase + 1]:
                         phase += 1
-                        state = KnowledgeSelectionAgent.raw_state(
-                            s_out.hidden_states[-1][b.valid, 0], t.hidden[-1][b.valid, 0], step / total)
+                        state = KnowledgeSelectionAgent.raw_state(global_cls_mean(s_out.hidden_states[-1], b.valid)[None],
+                                                                  global_cls_mean(t.hidden[-1], b.valid)[None],
+                                                                  step / total)
                         if pending:
                             close_phase(state, done=False)
-                        action = selector.act(state, explore=learn)
-                        action_t = torch.as_tensor(action, dtype=torch.float32).to(device)
+                        action = selector.act(state, explore=learn) if distributed.is_main() else torch.zeros(4)
+                        action_t = distributed.from_main(action.to(device, torch.float32))
+                        action = action_t.cpu()
                         sums = 0
                     # L_t = a1 FinK + a2 ResK + a3 FeaK + a4 RelK (method.md), all in one fused graph
-                    hs = [w(s_out.hidden_states[i]) for i, w in enumerate(projections)]
                     loss, raw = loss_fn(s_out.logits, t.logits, b.labels, b.valid, b.attention_mask, hs, t.hidden,
                                         action_t / norm.scale(), temperature, feak_mode=selector.feak_mode,
                                         regression=regression, scores_s=[s_out.scores[i] for i in attention],
                                         scores_t=t.scores, attk_weight=attk_weight)
-                if not torch.isfinite(loss):
-                    parts = ", ".join(f"{k} {v:.4g}" for k, v in zip(KNOWLEDGE, raw.tolist()))
-                    raise KdError(f"{run} run, episode {episode}, step {step}: loss is {loss.item()} "
-                                  f"({parts}); lower --lr or check the inputs")
+                raw = distributed.mean_(raw.detach())  # the global batch's losses, for the log and --loss-norm
+                if not (torch.isfinite(loss) and torch.isfinite(raw).all()):  # raw: every rank stops together
+                    raise NonFinite(f"{run} run, episode {episode}, step {step}: loss is {loss.item()} "
+                                    f"({parts(raw)}); lower --lr or check the inputs")
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
@@ -142,44 +186,76 @@ def train_student(student, projections, selector, teacher_view, train, cfg: Dist
                     if dev is not None:
                         record["dev"] = evaluate(student, dev[0], dev[1], dev[2])[0]
                     pending = (state, action, record)
+                    if checkpoints and checkpoints.due(phase, step == total):
+                        if not all(torch.isfinite(p).all() for p in params):
+                            raise NonFinite(f"{run} run, episode {episode}, step {step}: non-finite weights "
+                                            f"after the phase ({parts(sums / n)})")
+                        if distributed.is_main():
+                            checkpoints.save({"run": run, "episode": episode, "phase": phase, "step": step,
+                                              "times": clock()}, modules, stateful,
+                                             {"step": step, "phase": phase, "pending": pending,
+                                              "gold_before": gold_before})
         close_phase(pending[0], done=True)
 
 
+class NonFinite(KdError):
+    """A NaN or infinite loss or weight: the run stops; its last checkpoint holds the last good state."""
+
+
+def parts(raw) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in zip(KNOWLEDGE, raw.tolist()))
+
+
 def distill(student, projections, selector, teacher_view, train, cfg: DistillConfig, *, g, seed: int,
-            device, log, episode_train=None, reward_batches=None, dev=None) -> dict:
+            device, log, episode_train=None, reward_batches=None, dev=None, checkpoints=None, resume=None) -> dict:
     """KSM episodes (when the selector learns), then the final run. Returns wall times in seconds.
 
-    Every episode and the final run start from the same student and projections."""
+    Every episode and the final run start from the same student and projections.
+    checkpoints (kd_ref.resume.Checkpoints) saves the training state as it goes; with `resume`,
+    one of its checkpoints, the run continues from there: earlier episodes are skipped (their
+    effect on the agent is in the checkpoint) and the one it was taken in resumes.
+    """
     start = {k: v.clone() for k, v in student.state_dict().items()}
     start_proj = {k: v.clone() for k, v in projections.state_dict().items()}
-    times = {"episodes_s": 0.0}
-    if selector.learns:
+    model = distributed.wrap(Trainee(student, projections))
+    ckpt = resume
+    at = ckpt["meta"] if ckpt else {"run": "episode", "episode": 0, "times": {}}
+    times = {"episodes_s": 0.0, **at["times"]}
+    common = dict(g=g, device=device, log=log, checkpoints=checkpoints)
+
+    def timed(key, fn, **kw):
         t0 = time.perf_counter()
-        for e in range(cfg.episodes):
-            torch.manual_seed(seed * 100 + e)
-            train_student(student, projections, selector, teacher_view, episode_train, cfg, g=g,
-                          seed=seed * 100 + e, device=device, log=log, run="episode", episode=e,
-                          learn=True, reward_batches=reward_batches)
+        fn(clock=lambda: {**times, key: times.get(key, 0.0) + time.perf_counter() - t0}, **kw)
+        times[key] = times.get(key, 0.0) + time.perf_counter() - t0
+
+    if selector.learns and at["run"] == "episode":
+        for e in range(at["episode"], cfg.episodes):
+            resume = ckpt if e == at["episode"] else None
+            if resume is None:
+                torch.manual_seed(seed * 100 + e)
+            timed("episodes_s", partial(train_student, model, selector, teacher_view, episode_train, cfg,
+                                        seed=seed * 100 + e, run="episode", episode=e, learn=True,
+                                        reward_batches=reward_batches, resume=resume, **common))
             selector.end_episode()
             student.load_state_dict(start)
             projections.load_state_dict(start_proj)
-        times["episodes_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    train_student(student, projections, selector, teacher_view, train, cfg, g=g, seed=seed,
-                  device=device, log=log, run="final", dev=dev)
-    times["final_s"] = time.perf_counter() - t0
+        ckpt = None
+    if ckpt is None or ckpt["meta"]["run"] != "final":
+        torch.manual_seed(seed)
+        ckpt = None
+    timed("final_s", partial(train_student, model, selector, teacher_view, train, cfg, seed=seed, run="final",
+                             dev=dev, resume=ckpt, **common))
     return times
 
 
 def check_config(cfg: DistillConfig) -> None:
     """Out-of-range flags are user errors, caught before any work starts."""
-    for name in ("epochs", "batch_size", "max_len", "phases_per_epoch", "episodes"):
-        if getattr(cfg, name) < 1:
-            raise KdError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be at least 1")
-    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise KdError(f"--lr {cfg.lr}: must be a positive number")
-    if cfg.temperature <= 0:
-        raise KdError(f"--temperature {cfg.temperature}: must be positive")
-    if cfg.loss_norm not in ("none", "ema"):
-        raise KdError(f"--loss-norm {cfg.loss_norm}: must be 'none' or 'ema'")
+    at_least_1 = (lambda v: v >= 1, "at least 1")
+    check_flags(cfg, {"epochs": at_least_1, "batch_size": at_least_1, "max_len": at_least_1,
+                      "phases_per_epoch": at_least_1, "episodes": at_least_1,
+                      "lr": (lambda v: 0 < v < math.inf, "a positive number"),
+                      "weight_decay": (lambda v: v >= 0, "0 or more"),
+                      "warmup": (lambda v: 0 <= v < 1, "a fraction of the steps in [0, 1)"),
+                      "temperature": (lambda v: 0 < v < math.inf, "a positive number"),
+                      "loss_norm": (lambda v: v in ("none", "ema"), "'none' or 'ema'"),
+                      "attk_weight": (lambda v: v >= 0, "0 or more")})

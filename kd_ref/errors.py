@@ -8,3 +8,11 @@ anything else escaping is a bug in kd-ref.
 
 class KdError(Exception):
     """Bad input from the user: message is one line, names what is wrong and where."""
+
+
+def check_flags(config, rules: dict) -> None:
+    """rules: field name -> (predicate, what it must be). The field is named as its flag."""
+    for name, (ok, must) in rules.items():
+        value = getattr(config, name)
+        if value is not None and not ok(value):
+            raise KdError(f"--{name.replace('_', '-')} {value}: must be {must}")

@@ -1,8 +1,11 @@
-"""Predictions and scores of a model on a list of batches (dropout off)."""
+"""Predictions and scores of a model on a list of batches (dropout off).
+
+Under torchrun each rank holds a shard of every batch; logits and loss sums are
+summed over ranks (kd_ref.distributed), so every rank returns global values."""
 import numpy as np
 import torch
 
-from . import losses
+from . import distributed, losses
 from .glue import Task
 from .metrics import task_metrics
 
@@ -16,10 +19,10 @@ def predict_logits(model, batches, n_rows: int) -> np.ndarray:
     for b in batches:
         logits = model(b.input_ids, b.attention_mask, b.token_type_ids).logits.float()
         if out is None:
-            out = torch.zeros(n_rows, logits.shape[-1])
-        out[b.index[b.valid].cpu()] = logits[b.valid].cpu()
+            out = torch.zeros(n_rows, logits.shape[-1], device=logits.device)
+        out[b.index[b.valid]] = logits[b.valid]
     model.train(was_training)
-    return out.numpy()
+    return distributed.sum_(out).cpu().numpy()  # each row is valid on exactly one rank
 
 
 def predictions(task: Task, logits: np.ndarray) -> np.ndarray:
@@ -38,11 +41,12 @@ def gold_loss(model, batches) -> float:
     the quantity whose decrease is the KSM reward (method.md "Reward")."""
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    total = None  # (loss sum, example count), summed in float64 over batches and ranks
     for b in batches:
         logits = model(b.input_ids, b.attention_mask, b.token_type_ids).logits
-        n = int(b.valid.sum())
-        total += float(losses.fink(logits, b.labels, b.valid)) * n
-        count += n
+        n = b.valid.sum()
+        part = torch.stack([losses.fink(logits, b.labels, b.valid).double() * n, n.double()])
+        total = part if total is None else total + part
     model.train(was_training)
-    return total / count
+    total = distributed.sum_(total)
+    return float(total[0] / total[1])

@@ -125,7 +125,10 @@ def read_split(data_dir, task: Task, split: str) -> list[Example]:
 
 def _read_tsv(path: Path) -> list[list[str]]:
     """Lines of a TSV file split on tabs: BOM and '\\r\\n' removed, a final newline optional."""
-    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    try:
+        data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    except OSError as e:
+        raise KdError(f"{path}: cannot read ({e.strerror})") from None
     if not data.strip():
         raise KdError(f"{path}: file is empty")
     # split bytes on '\n' only: str.splitlines would also break on \x85, \u2028, ... inside text

@@ -11,20 +11,32 @@ import numpy as np
 
 
 def write_json(path: Path, obj) -> None:
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def write_atomically(path: Path, write) -> None:
+    """write(tmp_path) fills a temporary file, which is fsynced and renamed to path."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
+    write(tmp)
+    fsync(tmp)
     os.replace(tmp, path)
 
 
-class JsonlLog:
-    """log.jsonl: one JSON object per line, flushed as it is written."""
+def fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
-    def __init__(self, path: Path):
-        self.file = open(path, "w")
+
+class JsonlLog:
+    """log.jsonl: one JSON object per line, flushed as it is written; append=True continues
+    a log (after a resume, kd_ref.resume has cut it back to the checkpoint)."""
+
+    def __init__(self, path: Path, append: bool = False):
+        self.file = open(path, "a" if append else "w")
 
     def __call__(self, record: dict) -> None:
         self.file.write(json.dumps(record) + "\n")

@@ -5,24 +5,26 @@ from dataclasses import dataclass
 
 import torch
 
-from . import losses
+from . import distributed, losses
 from .optim import make_optimizer
 from .progress import Progress
 
 
 def finetune(model, train, *, epochs: int, lr: float, batch_size: int, max_len: int,
              weight_decay: float, warmup: float, seed: int, device) -> None:
-    """Plain fine-tuning with the gold labels (FinK alone), in place."""
-    epoch_batches = lambda epoch: train.batches(batch_size, max_len, shuffle=True, seed=seed * 1000 + epoch)
+    """Plain fine-tuning with the gold labels (FinK alone), in place; over all ranks under torchrun."""
+    epoch_batches = lambda epoch: train.batches(batch_size, max_len, shuffle=True, seed=seed * 1000 + epoch,
+                                                shard=distributed.shard())
     first = epoch_batches(0)
     steps = epochs * len(first)
     opt, sched = make_optimizer(model.parameters(), lr, weight_decay, steps, warmup)
+    trained = distributed.wrap(model)
     model.train()
     with Progress(steps, "teacher fine-tuning") as bar:
         for epoch in range(epochs):
             for b in first if epoch == 0 else epoch_batches(epoch):
                 b = b.to(device)
-                loss = losses.fink(model(b.input_ids, b.attention_mask, b.token_type_ids).logits,
+                loss = losses.fink(trained(b.input_ids, b.attention_mask, b.token_type_ids).logits,
                                    b.labels, b.valid)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -45,19 +47,20 @@ class TeacherCache:
     """Teacher logits and mapped hidden states for every training row, kept packed:
     each mapped layer is one [total tokens, D] tensor holding only real tokens.
     Memory: rows * C + tokens * D * (M + 1) numbers in the cache dtype (see nbytes).
-    Attention scores are not cached (L x L per head); AttK runs the teacher live."""
+    Attention scores are not cached (L x L per head); AttK runs the teacher live.
+
+    Under torchrun each rank runs the teacher on its shard of the batches and the
+    cache is summed over ranks (every row is valid on exactly one rank).
+    `tensors` / `from_tensors` let run.py keep the cache on disk and reuse it after a resume."""
 
     def __init__(self, teacher, batches, n_rows: int, g: list[int], device, dtype):
-        lengths = torch.zeros(n_rows, dtype=torch.long)
+        lengths = torch.zeros(n_rows, dtype=torch.long, device=device)
         for b in batches:
-            lengths[b.index[b.valid]] = b.attention_mask[b.valid].sum(-1)
-        self.lengths = lengths.to(device)
-        self.offsets = (torch.cumsum(lengths, 0) - lengths).to(device)
-        total = int(lengths.sum())
+            lengths[b.index[b.valid].to(device)] = b.attention_mask[b.valid].sum(-1).to(device)
+        self._index(distributed.sum_(lengths), g)
         d = teacher.config.hidden_size
         self.logits = torch.zeros(n_rows, teacher.config.num_labels, device=device)
-        self.hidden = [torch.zeros(total, d, device=device, dtype=dtype) for _ in g]
-        self.g = g
+        self.hidden = [torch.zeros(int(lengths.sum()), d, device=device, dtype=dtype) for _ in g]
         with torch.no_grad():
             for b in batches:
                 b = b.to(device)
@@ -68,6 +71,24 @@ class TeacherCache:
                 pos = self.offsets[rows, None] + torch.arange(real.shape[1], device=device)
                 for cache, layer in zip(self.hidden, g):
                     cache[pos[real]] = out.hidden_states[layer][b.valid][real].to(dtype)
+        for t in (self.logits, *self.hidden):
+            distributed.sum_(t)
+
+    def _index(self, lengths, g) -> None:
+        self.lengths, self.g = lengths, g
+        self.offsets = torch.cumsum(lengths, 0) - lengths
+
+    def tensors(self) -> dict:
+        return {"lengths": self.lengths, "logits": self.logits,
+                **{f"hidden.{i}": h for i, h in enumerate(self.hidden)}}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict, g: list[int], device) -> "TeacherCache":
+        cache = cls.__new__(cls)
+        cache._index(tensors["lengths"].to(device), g)
+        cache.logits = tensors["logits"].to(device)
+        cache.hidden = [tensors[f"hidden.{i}"].to(device) for i in range(len(g))]
+        return cache
 
     @property
     def nbytes(self) -> int:

@@ -35,14 +35,26 @@ class BertTokenizer:
         accent stripping) as tokenizer_config.json's do_lower_case says, default True.
         """
         model_dir = Path(model_dir)
-        if (model_dir / "tokenizer.json").is_file():
-            return cls(Tokenizer.from_file(str(model_dir / "tokenizer.json")), max_len)
-        vocab = model_dir / "vocab.txt"
-        if not vocab.is_file():
+        if not model_dir.is_dir():
+            raise KdError(f"{model_dir}: no such folder (expected a BERT checkpoint folder)")
+        path = model_dir / "tokenizer.json"
+        if not path.is_file():
+            path = model_dir / "vocab.txt"
+        if not path.is_file():
             raise KdError(f"{model_dir}: no tokenizer.json or vocab.txt, not a BERT checkpoint folder")
-        config_path = model_dir / "tokenizer_config.json"
-        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-        return cls(_wordpiece_from_vocab(vocab, config.get("do_lower_case", True)), max_len)
+        try:
+            if path.name == "tokenizer.json":
+                tokenizer = Tokenizer.from_file(str(path))
+            else:
+                tokenizer = Tokenizer(models.WordPiece.from_file(str(path), unk_token="[UNK]"))
+        except Exception as e:  # tokenizers raises a bare Exception for unreadable files
+            raise KdError(f"{path}: cannot read ({e})") from None
+        missing = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
+        if missing:
+            raise KdError(f"{path}: special tokens {missing} missing from the vocabulary, not a BERT tokenizer")
+        if path.name == "vocab.txt":
+            _bert_pipeline(tokenizer, _lower_case(model_dir / "tokenizer_config.json"))
+        return cls(tokenizer, max_len)
 
     def encode(self, examples: list[Example]) -> list[tuple[list[int], list[int]]]:
         """(input_ids, token_type_ids) per example, both of length <= max_len."""
@@ -58,12 +70,22 @@ class BertTokenizer:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
 
-def _wordpiece_from_vocab(vocab: Path, lowercase: bool) -> Tokenizer:
-    """BERT's pipeline: clean + lower-case, split on whitespace/punctuation, WordPiece, add specials."""
-    tokenizer = Tokenizer(models.WordPiece.from_file(str(vocab), unk_token="[UNK]"))
-    missing = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
-    if missing:
-        raise KdError(f"{vocab}: special tokens {missing} missing from the vocabulary")
+def _lower_case(config_path: Path) -> bool:
+    """tokenizer_config.json's do_lower_case; True (uncased BERT) when the file or the key is absent."""
+    if not config_path.is_file():
+        return True
+    try:
+        lower_case = json.loads(config_path.read_text()).get("do_lower_case", True)
+    except (OSError, ValueError, AttributeError) as e:
+        raise KdError(f"{config_path}: cannot read ({type(e).__name__}: {e})") from None
+    if not isinstance(lower_case, bool):
+        raise KdError(f"{config_path}: do_lower_case={lower_case!r}, expected true or false")
+    return lower_case
+
+
+def _bert_pipeline(tokenizer: Tokenizer, lowercase: bool) -> None:
+    """BERT's pipeline around a WordPiece vocabulary: clean + lower-case, split on
+    whitespace/punctuation, add [CLS] and [SEP]."""
     # registering the specials keeps a literal '[SEP]' in the text from being split into pieces
     tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
@@ -73,4 +95,3 @@ def _wordpiece_from_vocab(vocab: Path, lowercase: bool) -> Tokenizer:
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[(t, tokenizer.token_to_id(t)) for t in ("[CLS]", "[SEP]")],
     )
-    return tokenizer

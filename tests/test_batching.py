@@ -24,8 +24,9 @@ def fake_encoded(n: int, max_len: int, seed: int = 0):
     return encoded
 
 
-def check_batches(batches, encoded, labels, batch_size, max_len):
-    """Shapes, contents and filler rows of every batch; returns the valid indices in batch order."""
+def check_batches(batches, encoded, labels, batch_size, max_len, sharded=False):
+    """Shapes, contents and filler rows of every batch (of batch_size rows: per rank when
+    sharded); returns the valid indices in batch order."""
     buckets = bucket_lengths(max_len)
     valid_rows = []
     for b in batches:
@@ -45,7 +46,7 @@ def check_batches(batches, encoded, labels, batch_size, max_len):
             assert b.token_type_ids[row, :n].tolist() == types and (b.token_type_ids[row, n:] == 0).all()
             assert b.attention_mask[row].tolist() == [1] * n + [0] * (length - n)
             assert b.labels[row].item() == pytest.approx(labels[i])
-            if not b.valid[row] and real:
+            if not b.valid[row] and not sharded:
                 assert i in real  # filler copies a real row of its own batch
         n_valid = int(b.valid.sum())
         assert b.valid.tolist() == [True] * n_valid + [False] * (batch_size - n_valid)
@@ -63,8 +64,9 @@ def test_bucket_lengths():
 
 @settings(max_examples=60, deadline=None, database=None)
 @given(n=st.integers(0, 150), batch_size=st.integers(1, 17), max_len=st.sampled_from([8, 40, 128]),
-       shuffle=st.booleans(), seed=st.integers(0, 2**32 - 1), world=st.integers(1, 4))
+       shuffle=st.booleans(), seed=st.integers(0, 2**32 - 1), world=st.sampled_from([1, 2, 4]))
 def test_every_example_exactly_once(n, batch_size, max_len, shuffle, seed, world):
+    batch_size *= world  # the global batch
     encoded = fake_encoded(n, max_len, seed)
     labels = list(np.random.default_rng(seed).integers(0, 3, n))
     shards = [make_batches(encoded, labels, batch_size, max_len, shuffle=shuffle, seed=seed, pad_id=PAD,
@@ -72,7 +74,7 @@ def test_every_example_exactly_once(n, batch_size, max_len, shuffle, seed, world
     assert len({len(s) for s in shards}) == 1  # every rank runs the same number of steps
     valid = Counter()
     for batches in shards:
-        valid.update(check_batches(batches, encoded, labels, batch_size, max_len))
+        valid.update(check_batches(batches, encoded, labels, batch_size // world, max_len, sharded=world > 1))
     assert valid == Counter(range(n))  # each example valid exactly once over all ranks
     if world == 1:
         buckets = bucket_lengths(max_len)
@@ -97,22 +99,19 @@ def test_shuffle_is_seeded():
     assert order(3) != [b.index.tolist() for b in make_batches(encoded, [0] * 200, 8, 128, shuffle=False)]
 
 
-def test_shards_partition_batches():
-    encoded, world = fake_encoded(90, 40), 5
+def test_shards_split_each_global_batch():
+    encoded, world = fake_encoded(90, 40), 4
     whole = make_batches(encoded, [0] * 90, 8, 40, shuffle=True, seed=5)
     shards = [make_batches(encoded, [0] * 90, 8, 40, shuffle=True, seed=5, shard=(r, world)) for r in range(world)]
-    assert len(whole) % world != 0  # so filler batches are needed
-    assert all(len(s) == -(-len(whole) // world) for s in shards)
-    # rank r takes batches r, r + world, ...; the padding batches are all filler
-    for r, shard in enumerate(shards):
-        for k, b in enumerate(shard):
-            if r + world * k < len(whole):
-                assert torch.equal(b.index, whole[r + world * k].index)
-                assert torch.equal(b.valid, whole[r + world * k].valid)
-            else:
-                assert not b.valid.any() and (b.attention_mask.sum(1) >= 1).all()
+    assert all(len(s) == len(whole) for s in shards)  # the same steps on every rank
+    for k, b in enumerate(whole):  # rank r holds rows 2r, 2r + 1 of every global batch
+        for field in ("input_ids", "attention_mask", "index", "valid"):
+            assert torch.equal(torch.cat([getattr(s[k], field) for s in shards]), getattr(b, field))
+    assert any(not s[k].valid.any() for s in shards for k in range(len(whole)))  # a rank with only fillers
     with pytest.raises(ValueError, match="rank"):
         make_batches(encoded, [0] * 90, 8, 40, shuffle=False, shard=(world, world))
+    with pytest.raises(KdError, match="--batch-size 8 .* 3 processes"):
+        make_batches(encoded, [0] * 90, 8, 40, shuffle=False, shard=(0, 3))
 
 
 def test_label_types():

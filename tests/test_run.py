@@ -149,10 +149,10 @@ def test_episodes_never_train_on_the_reward_split(tiny, tmp_path, monkeypatch):
     seen = []
     original = distill.train_student
 
-    def spy(student, projections, selector, teacher_view, train, cfg, **kw):
+    def spy(model, selector, teacher_view, train, cfg, **kw):
         rewarded = {int(i) for b in kw.get("reward_batches") or [] for i in b.index[b.valid]}
         seen.append((kw["run"], set(train.rows.tolist()), rewarded))
-        return original(student, projections, selector, teacher_view, train, cfg, **kw)
+        return original(model, selector, teacher_view, train, cfg, **kw)
 
     monkeypatch.setattr(distill, "train_student", spy)
     run.main(args(tiny, tmp_path, "--task", "rte", "--method", "ksm-soft", "--episodes", "2"))
@@ -189,3 +189,12 @@ def test_demo_runs_the_whole_pipeline_with_no_downloads(tmp_path):
     assert metrics["dev"]["accuracy"] > 0.7, "and the student learns it from the teacher"
     assert {r["run"] for r in phases(run_dir)} == {"episode", "final"}
     ET.parse(run_dir / "report.svg")
+
+
+@pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--warmup", "1.5"), ("--gamma", "1.0"), ("--tau", "0.0"),
+                                         ("--reward-fraction", "1.0"), ("--alpha", "-0.1"), ("--student-layers", "0"),
+                                         ("--checkpoint-every", "0"), ("--method", "ksm-medium")])
+def test_out_of_range_flags_are_refused_before_any_work(tmp_path, flag, value):
+    with pytest.raises(KdError, match=f"^{flag} {value}: "):
+        run.main(["--task", "rte", "--teacher", str(tmp_path / "none"), "--out", str(tmp_path / "out"), flag, value])
+    assert not (tmp_path / "out").exists()

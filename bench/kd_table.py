@@ -1,0 +1,50 @@
+"""The distillation results table (issue 3's evidence) from run.py output folders.
+
+    python bench/kd_table.py runs/mrpc runs/stsb runs/rte > bench/RESULTS-kd-part.md
+
+Reads every <folder>/<method>-s<seed>/metrics.json and config.json (finished runs
+only) and prints, per task, the teacher's dev score and, per method, the mean and
+sample standard deviation over seeds of each dev metric and of the wall time,
+with the flags the runs were made with. Nothing is run here: the commands are
+in the results file that quotes this table.
+"""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ORDER = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-hard", "ksm-soft")
+SHOWN_FLAGS = ("student_layers", "epochs", "episodes", "phases_per_epoch", "lr", "batch_size", "max_len",
+               "teacher_epochs", "teacher_lr", "reward_split", "loss_norm")
+
+
+def mean_std(values, scale=100.0, digits=2) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{scale * statistics.mean(values):.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def table(folder: Path) -> list[str]:
+    runs = []
+    for metrics_file in sorted(folder.glob("*-s*/metrics.json")):
+        config = json.loads((metrics_file.parent / "config.json").read_text())
+        runs.append((json.loads(metrics_file.read_text()), config))
+    if not runs:
+        return [f"{folder}: no finished runs", ""]
+    first, config = runs[0]
+    keys = list(first["dev"])
+    teacher = " / ".join(f"{k} {100 * first['teacher_dev'][k]:.2f}" for k in keys)
+    flags = ", ".join(f"--{f.replace('_', '-')} {config['args'][f]}" for f in SHOWN_FLAGS)
+    out = [f"### {first['task']} ({folder})", "", f"Teacher dev: {teacher}. Flags: {flags}.", "",
+           "| method | seeds | " + " | ".join(keys) + " | wall s per run |", "|---" * (len(keys) + 3) + "|"]
+    methods = sorted({m["method"] for m, _ in runs}, key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
+    for method in methods:
+        mine = [m for m, _ in runs if m["method"] == method]
+        cells = [mean_std([m["dev"][k] for m in mine]) for k in keys]
+        wall = mean_std([sum(m["wall_s"].values()) for m in mine], scale=1.0, digits=0)
+        seeds = ",".join(str(m["seed"]) for m in mine)
+        out.append(f"| {method} | {seeds} | " + " | ".join(cells) + f" | {wall} |")
+    return out + [""]
+
+
+if __name__ == "__main__":
+    print("\n".join(line for folder in sys.argv[1:] for line in table(Path(folder))))

@@ -1,0 +1,83 @@
+"""Several processes through torchrun: one per GPU (NCCL) or per CPU worker (gloo).
+
+    torchrun --nproc_per_node=4 run.py --task rte --teacher weights/bert-base
+
+Division of labour (the same in every file that calls these helpers):
+- data: every rank builds the same global batches and keeps its slice of the
+  rows of each (kd_ref.batching, shard=(rank, world)); --batch-size is global;
+- gradients: DistributedDataParallel averages them over ranks;
+- sums that decide something (the KSM state, the reward's gold loss, dev logits)
+  are summed over ranks with all_reduce, so every rank sees global values;
+- the agent acts on rank 0 and its action is broadcast; only rank 0 writes files.
+In a single process (no torchrun) every helper here is a no-op.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def setup(device: torch.device) -> torch.device:
+    """Join the torchrun group when launched by torchrun; returns this rank's device."""
+    if "RANK" not in os.environ or dist.is_initialized():
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+    return device
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def shard() -> tuple[int, int]:
+    return rank(), world()
+
+
+def sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks, in place (and returned)."""
+    if world() > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def mean_(tensor: torch.Tensor) -> torch.Tensor:
+    """Mean over ranks, in place (and returned)."""
+    if world() > 1:
+        dist.all_reduce(tensor)
+        tensor /= world()
+    return tensor
+
+
+def from_main(tensor: torch.Tensor) -> torch.Tensor:
+    """Rank 0's value on every rank, in place (and returned)."""
+    if world() > 1:
+        dist.broadcast(tensor, 0)
+    return tensor
+
+
+def barrier() -> None:
+    if world() > 1:
+        dist.barrier()
+
+
+def wrap(module: torch.nn.Module) -> torch.nn.Module:
+    """DistributedDataParallel over ranks (gradients averaged in backward); the module itself alone."""
+    if world() == 1:
+        return module
+    return torch.nn.parallel.DistributedDataParallel(module)
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,93 @@
+"""torchrun with 2 gloo processes on the CPU against one process, on the same global batch.
+
+The data are chosen so that the two must agree up to float rounding: every example has
+the same number of tokens and every batch is full, so each rank's share of a per-row
+or per-token mean is exactly half of the global one, and DDP's gradient average equals
+the one-process gradient. Dropout is off (the ranks draw their own masks). What is
+left is summation order, so actions and losses agree to 1e-4 and the dev predictions
+exactly. (With unequal token counts the per-token losses are averaged per rank, as
+in any DDP training; with partial batches a rank can hold only filler rows. Both are
+small, documented differences, not tested here.)
+"""
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from kd_ref.bert import Bert
+from kd_ref.checkpoint import load_config, save_bert
+from kd_ref.demo import COLOURS, OBJECTS, PLACES, write_demo_task
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_equal_length_rte(folder: Path, n: dict, seed: int = 0) -> None:
+    """RTE files where every pair is 'the C O is on the P.' / 'the O is C.': 14 tokens, classes balanced."""
+    rng = random.Random(seed)
+    for split, count in n.items():
+        lines = ["index\tsentence1\tsentence2\tlabel"]
+        for i in range(count):
+            colour, obj, place = rng.choice(COLOURS), rng.choice(OBJECTS), rng.choice(PLACES)
+            entailed = i % 2 == 0
+            said = colour if entailed else rng.choice([c for c in COLOURS if c != colour])
+            lines.append(f"{i}\tthe {colour} {obj} is on the {place}.\tthe {obj} is {said}.\t"
+                         f"{'entailment' if entailed else 'not_entailment'}")
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("ddp")
+    write_demo_task(d / "data", seed=0, n_train=40, n_dev=20, n_test=10)  # vocabulary and teacher config
+    write_equal_length_rte(d / "data" / "RTE", {"train": 320, "dev": 64})
+    (d / "data" / "RTE" / "test.tsv").unlink()
+    cfg = load_config(d / "data" / "model")
+    cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.num_hidden_layers = 32, 2, 64, 4
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.0
+    cfg.num_labels = 3  # another task's head: the teacher is fine-tuned first, under DDP too
+    torch.manual_seed(0)
+    save_bert(Bert(cfg), d / "teacher", tokenizer_dir=d / "data" / "model")
+    return d
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_match_one(tiny, tmp_path):
+    flags = ["--task", "rte", "--data-dir", str(tiny / "data"), "--teacher", str(tiny / "teacher"),
+             "--method", "ksm-soft", "--seed", "2", "--max-len", "32", "--batch-size", "32",
+             "--teacher-epochs", "1", "--epochs", "2", "--episodes", "2", "--phases-per-epoch", "2",
+             "--lr", "5e-4", "--teacher-lr", "5e-4", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "run.py", *flags, "--out", str(tmp_path / "one")],
+                   check=True, capture_output=True, env=env, cwd=ROOT)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          f"--master_port={free_port()}", "run.py", *flags, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, cwd=ROOT)
+    assert two.returncode == 0, two.stderr[-3000:]
+    runs = {name: tmp_path / name / "ksm-soft-s2" for name in ("one", "two")}
+    logs = {name: [json.loads(line) for line in (d / "log.jsonl").read_text().splitlines()]
+            for name, d in runs.items()}
+    assert len(logs["one"]) == len(logs["two"]) == 3 * 4  # 2 episodes and the final run, 4 phases each
+    for a, b in zip(logs["one"], logs["two"]):
+        assert (a["run"], a["episode"], a["phase"], a["step"]) == (b["run"], b["episode"], b["phase"], b["step"])
+        assert a["action"] == pytest.approx(b["action"], abs=1e-4)
+        assert list(a["losses"].values()) == pytest.approx(list(b["losses"].values()), rel=1e-4, abs=1e-6)
+        if a["run"] == "episode":
+            assert a["reward"] == pytest.approx(b["reward"], rel=1e-3, abs=1e-5)
+    metrics = {name: json.loads((d / "metrics.json").read_text()) for name, d in runs.items()}
+    assert metrics["one"]["processes"] == 1 and metrics["two"]["processes"] == 2
+    assert metrics["two"]["teacher_dev"] == metrics["one"]["teacher_dev"]
+    assert metrics["two"]["dev"] == metrics["one"]["dev"]
+    assert (runs["one"] / "dev_predictions.tsv").read_text() == (runs["two"] / "dev_predictions.tsv").read_text()
+    # only rank 0 writes: one log line per phase, one summary
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["methods"]["ksm-soft"]["seeds"] == [2]

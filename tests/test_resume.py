@@ -1,0 +1,146 @@
+"""Checkpoints and resume (kd_ref/resume.py, run.py): a run killed with SIGKILL and rerun
+ends bitwise equal to an uninterrupted one; a crash while writing a checkpoint leaves a
+complete one; a NaN keeps the last good checkpoint; flags must match to resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import run
+from kd_ref.bert import Bert
+from kd_ref.checkpoint import load_config, save_bert
+from kd_ref.demo import write_demo_task
+from kd_ref.errors import KdError
+from kd_ref.resume import Checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """Demo-style RTE data and a tiny random teacher that already has an RTE head (no fine-tuning)."""
+    d = tmp_path_factory.mktemp("resume")
+    write_demo_task(d / "data", seed=0, n_train=320, n_dev=60, n_test=20)
+    cfg = load_config(d / "data" / "model")
+    cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.num_hidden_layers = 32, 2, 64, 4
+    cfg.num_labels = 2
+    torch.manual_seed(0)
+    save_bert(Bert(cfg), d / "teacher", tokenizer_dir=d / "data" / "model")
+    return d
+
+
+def flags(tiny: Path, out: Path, *extra: str) -> list[str]:
+    return ["--task", "rte", "--data-dir", str(tiny / "data"), "--teacher", str(tiny / "teacher"),
+            "--out", str(out), "--method", "ksm-soft", "--seed", "3", "--max-len", "32", "--batch-size", "16",
+            "--epochs", "2", "--episodes", "2", "--phases-per-epoch", "4", "--lr", "5e-4", *extra]
+
+
+def command(tiny, out, *extra):
+    return [sys.executable, str(ROOT / "run.py"), *flags(tiny, out, *extra)]
+
+
+def env():
+    return {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in every process
+
+
+def test_sigkill_mid_episode_then_rerun_is_bitwise_identical(tiny, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(command(tiny, whole), check=True, capture_output=True, env=env(), cwd=ROOT)
+
+    proc = subprocess.Popen(command(tiny, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env(), cwd=ROOT)
+    meta_file = killed / "ksm-soft-s3" / "checkpoint" / "meta.json"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, ValueError):  # not there yet, or replaced while we read it
+            meta = None
+        if meta and meta["run"] == "episode" and meta["episode"] == 0 and meta["phase"] >= 1:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed mid-episode"
+    at = json.loads(meta_file.read_text())
+    assert at["run"] == "episode" and at["episode"] == 0, at  # killed inside the first episode
+    assert not (killed / "ksm-soft-s3" / "metrics.json").exists()
+
+    resumed = subprocess.run(command(tiny, killed), check=True, capture_output=True, text=True, env=env(), cwd=ROOT)
+    assert "resuming from the checkpoint after episode run, episode 0" in resumed.stdout
+    assert "teacher-cache.safetensors" in resumed.stdout and "reused" in resumed.stdout
+    a, b = whole / "ksm-soft-s3", killed / "ksm-soft-s3"
+    assert (a / "student" / "model.safetensors").read_bytes() == (b / "student" / "model.safetensors").read_bytes()
+    assert (a / "log.jsonl").read_text() == (b / "log.jsonl").read_text()  # actions, rewards, Q, losses, dev
+    assert (a / "dev_predictions.tsv").read_bytes() == (b / "dev_predictions.tsv").read_bytes()
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    assert ma["dev"] == mb["dev"] and mb["resumed_from"]["step"] == at["step"] and ma["resumed_from"] is None
+
+
+def test_a_crash_while_writing_leaves_a_complete_checkpoint(tmp_path):
+    ckpts = Checkpoints(tmp_path, every=1)
+    model = torch.nn.Linear(3, 2)
+
+    def save(step):
+        with torch.no_grad():
+            model.weight.fill_(step)
+        ckpts.save({"step": step}, {"m": model}, {}, {"step": step})
+
+    save(1)
+    save(2)
+    assert ckpts.load()["meta"]["step"] == 2 and not (tmp_path / "checkpoint.old").exists()
+    # killed after moving checkpoint/ aside, before the new one took its place
+    (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")
+    (tmp_path / "checkpoint.tmp").mkdir()
+    (tmp_path / "checkpoint.tmp" / "meta.json").write_text("{\"step\": 3")  # half written
+    got = ckpts.load()
+    assert got["meta"]["step"] == 2 and torch.equal(got["weights"]["m.weight"], torch.full((2, 3), 2.0))
+    save(4)  # the next save cleans up
+    assert ckpts.load()["meta"]["step"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    (tmp_path / "checkpoint" / "state.pt").write_bytes(b"garbage")
+    with pytest.raises(KdError, match="checkpoint: cannot read the checkpoint"):
+        ckpts.load()
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+    make_view = run.make_teacher_view
+
+    def poisoned(*a, **kw):
+        view, calls = make_view(*a, **kw), [0]
+
+        def view_with_nan(b):
+            calls[0] += 1
+            t = view(b)
+            if calls[0] == 9:  # a step inside the third phase of the first episode
+                t.logits = t.logits * float("nan")
+            return t
+        return view_with_nan
+
+    monkeypatch.setattr(run, "make_teacher_view", poisoned)
+    with pytest.raises(KdError, match=r"episode run, episode 0, step 8: loss is nan \(fink"):
+        run.main(flags(tiny, tmp_path, "--epochs", "1"))
+    kept = Checkpoints(tmp_path / "ksm-soft-s3", 1).load()
+    assert kept["meta"]["run"] == "episode" and kept["meta"]["step"] < 8
+    assert all(torch.isfinite(w).all() for w in kept["weights"].values())
+    assert (tmp_path / "ksm-soft-s3" / "config.json").is_file()
+
+
+def test_resume_needs_the_same_flags_and_reuses_finished_runs(tiny, tmp_path):
+    run_dir = tmp_path / "ksm-soft-s3"
+    run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1"))
+    metrics = (run_dir / "metrics.json").read_bytes()
+    with pytest.raises(KdError, match="already holds a finished run: pass --resume"):
+        run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1"))
+    run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1", "--resume"))  # reused, not redone
+    assert (run_dir / "metrics.json").read_bytes() == metrics
+    (run_dir / "metrics.json").unlink()  # as if it had died before finishing
+    with pytest.raises(KdError, match="made with --lr 0.0005 \\(now 0.001\\)"):
+        run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1", "--lr", "1e-3"))
+    assert load_file(run_dir / "checkpoint" / "weights.safetensors")  # nothing was removed
