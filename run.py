@@ -103,7 +103,11 @@ def add_fields(group, config_class, skip=()):
     """One flag per field of a config dataclass, with the field's default: the dataclass is the
     single place where a default is written down."""
     for f in dataclasses.fields(config_class):
-        if f.name not in skip:
+        if f.name in skip:
+            continue
+        if isinstance(f.default, bool):  # --x / --no-x: argparse's type=bool would take "False" as true
+            group.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=f.default)
+        else:
             group.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
 
 

@@ -41,6 +41,9 @@ class DistillConfig:
     temperature: float = 1.0        # ResK temperature [ours]
     loss_norm: str = "none"         # 'ema': divide each loss by a detached running mean of itself [ours]
     attk_weight: float = 0.0        # AttK extension, a fixed weight outside the selector [ours]
+    # [ours, method.md "Multi-phase training"]: the selector acts again at every step of a phase on
+    # that step's state; the phase's transition then holds the mean of the weights it applied
+    act_every_step: bool = False
     compile: bool = False           # torch.compile the loss (run.py compiles the models too)
 
 
@@ -144,17 +147,19 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                 with autocast:
                     s_out, hs = model(b, attention)
                     t = teacher_view(b)
-                    if step == bounds[phase + 1]:
-                        phase += 1
+                    new_phase = step == bounds[phase + 1]
+                    if new_phase or cfg.act_every_step:
                         state = KnowledgeSelectionAgent.raw_state(global_cls_mean(s_out.hidden_states[-1], b.valid)[None],
                                                                   global_cls_mean(t.hidden[-1], b.valid)[None],
                                                                   step / total)
-                        if pending:
-                            close_phase(state, done=False)
+                        if new_phase:
+                            phase += 1
+                            if pending:
+                                close_phase(state, done=False)
+                            phase_state, applied, sums = state, [], 0
                         action = selector.act(state, explore=learn) if distributed.is_main() else torch.zeros(4)
                         action_t = distributed.from_main(action.to(device, torch.float32))
-                        action = action_t.cpu()
-                        sums = 0
+                        applied.append(action_t.cpu())
                     # L_t = a1 FinK + a2 ResK + a3 FeaK + a4 RelK (method.md), all in one fused graph
                     loss, raw = loss_fn(s_out.logits, t.logits, b.labels, b.valid, b.attention_mask, hs, t.hidden,
                                         action_t / norm.scale(), temperature, feak_mode=selector.feak_mode,
@@ -175,6 +180,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                 bar.update(loss=loss.item())
                 if step == bounds[phase + 1]:
                     n = bounds[phase + 1] - bounds[phase]
+                    action = torch.stack(applied).mean(0)  # the phase's one action, or the mean of its actions
                     record = {"event": "phase", "run": run, "episode": episode, "phase": phase, "step": step,
                               "action": [float(a) for a in action],
                               "losses": dict(zip(KNOWLEDGE, (sums / n).tolist())),
@@ -185,7 +191,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                         gold_before = gold_after
                     if dev is not None:
                         record["dev"] = evaluate(student, dev[0], dev[1], dev[2])[0]
-                    pending = (state, action, record)
+                    pending = (phase_state, action, record)
                     if checkpoints and checkpoints.due(phase, step == total):
                         if not all(torch.isfinite(p).all() for p in params):
                             raise NonFinite(f"{run} run, episode {episode}, step {step}: non-finite weights "

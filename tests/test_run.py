@@ -198,3 +198,25 @@ def test_out_of_range_flags_are_refused_before_any_work(tmp_path, flag, value):
     with pytest.raises(KdError, match=f"^{flag} {value}: "):
         run.main(["--task", "rte", "--teacher", str(tmp_path / "none"), "--out", str(tmp_path / "out"), flag, value])
     assert not (tmp_path / "out").exists()
+
+
+def test_act_every_step_applies_a_new_action_each_step(tiny, tmp_path, monkeypatch):
+    from kd_ref.selectors import KsmSelector
+    acts, original = [], KsmSelector.act
+
+    def spy(self, raw_state, explore):
+        acts.append(original(self, raw_state, explore))
+        return acts[-1]
+
+    monkeypatch.setattr(KsmSelector, "act", spy)
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "ksm-soft", "--act-every-step"))
+    log = phases(tmp_path / "ksm-soft-s1")
+    episode_steps = max(r["step"] for r in log if r["run"] == "episode")  # one episode, then the final run
+    for run_name, base in (("episode", 0), ("final", episode_steps)):
+        begin = base
+        for r in (r for r in log if r["run"] == run_name):  # a phase logs the mean of its steps' actions
+            end = base + r["step"]
+            assert r["action"] == pytest.approx(torch.stack(acts[begin:end]).mean(0).tolist(), abs=1e-6)
+            begin = end
+    assert len(acts) == end  # one action per step of every run
+    assert len({tuple(a.tolist()) for a in acts}) > len(log)  # more distinct actions than phases
