@@ -67,11 +67,12 @@ def test_two_gloo_processes_match_one(tiny, tmp_path):
              "--method", "ksm-soft", "--seed", "2", "--max-len", "32", "--batch-size", "32",
              "--teacher-epochs", "1", "--epochs", "2", "--episodes", "2", "--phases-per-epoch", "2",
              "--lr", "5e-4", "--teacher-lr", "5e-4", "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # loopback only: a CI container's hostname need not resolve to a usable interface
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     subprocess.run([sys.executable, "run.py", *flags, "--out", str(tmp_path / "one")],
                    check=True, capture_output=True, env=env, cwd=ROOT)
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          f"--master_port={free_port()}", "run.py", *flags, "--out", str(tmp_path / "two")],
+                          "--master_addr=127.0.0.1", f"--master_port={free_port()}", "run.py", *flags, "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, env=env, cwd=ROOT)
     assert two.returncode == 0, two.stderr[-3000:]
     runs = {name: tmp_path / name / "ksm-soft-s2" for name in ("one", "two")}
