@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kd_ref.errors import KdError, check_flags
+from kd_ref.errors import check_flags
 
 N_KNOWLEDGE = 4  # (FinK, ResK, FeaK, RelK)
 

@@ -7,7 +7,6 @@ layer g(i) = round(i * N / M), with g(0) = 0 for the embedding output [ours].
 import copy
 import math
 
-import torch
 from torch import nn
 
 from .bert import Bert, BertConfig

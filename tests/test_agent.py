@@ -168,8 +168,10 @@ def test_raw_state_layout():
     assert raw[-1].item() == 0.25
 
 
-def test_bad_config_names_the_field():
-    with pytest.raises(KdError, match="replay_batch"):
+def test_bad_config_names_the_flag():
+    with pytest.raises(KdError, match="^--replay-batch 0: must be at least 1$"):
         AgentConfig(replay_batch=0)
-    with pytest.raises(KdError, match="threshold"):
+    with pytest.raises(KdError, match=r"^--threshold 1.0: must be in \(0, 1\)$"):
         AgentConfig(threshold=1.0)
+    with pytest.raises(KdError, match=r"^--gamma 1.5: must be in \[0, 1\)$"):
+        AgentConfig(gamma=1.5)

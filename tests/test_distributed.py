@@ -18,11 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from kd_ref.bert import Bert
-from kd_ref.checkpoint import load_config, save_bert
-from kd_ref.demo import COLOURS, OBJECTS, PLACES, write_demo_task
+from kd_ref.demo import COLOURS, OBJECTS, PLACES
+from tiny_task import write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,15 +42,10 @@ def write_equal_length_rte(folder: Path, n: dict, seed: int = 0) -> None:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("ddp")
-    write_demo_task(d / "data", seed=0, n_train=40, n_dev=20, n_test=10)  # vocabulary and teacher config
+    # another task's head (the teacher is fine-tuned first, under DDP too), and no dropout
+    write_tiny_task(d, n_train=40, n_dev=20, n_test=10, num_labels=3, dropout=False)
     write_equal_length_rte(d / "data" / "RTE", {"train": 320, "dev": 64})
     (d / "data" / "RTE" / "test.tsv").unlink()
-    cfg = load_config(d / "data" / "model")
-    cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.num_hidden_layers = 32, 2, 64, 4
-    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.0
-    cfg.num_labels = 3  # another task's head: the teacher is fine-tuned first, under DDP too
-    torch.manual_seed(0)
-    save_bert(Bert(cfg), d / "teacher", tokenizer_dir=d / "data" / "model")
     return d
 
 

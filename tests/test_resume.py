@@ -14,25 +14,18 @@ import torch
 from safetensors.torch import load_file
 
 import run
-from kd_ref.bert import Bert
-from kd_ref.checkpoint import load_config, save_bert
-from kd_ref.demo import write_demo_task
 from kd_ref.errors import KdError
 from kd_ref.resume import Checkpoints
+from tiny_task import write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    """Demo-style RTE data and a tiny random teacher that already has an RTE head (no fine-tuning)."""
+    """A teacher that already has an RTE head: no fine-tuning."""
     d = tmp_path_factory.mktemp("resume")
-    write_demo_task(d / "data", seed=0, n_train=320, n_dev=60, n_test=20)
-    cfg = load_config(d / "data" / "model")
-    cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.num_hidden_layers = 32, 2, 64, 4
-    cfg.num_labels = 2
-    torch.manual_seed(0)
-    save_bert(Bert(cfg), d / "teacher", tokenizer_dir=d / "data" / "model")
+    write_tiny_task(d, n_train=320, n_dev=60, n_test=20, num_labels=2)
     return d
 
 

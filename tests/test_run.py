@@ -12,11 +12,10 @@ import torch
 
 import run
 from kd_ref import distill
-from kd_ref.bert import Bert
-from kd_ref.checkpoint import load_bert, load_config, save_bert
+from kd_ref.checkpoint import load_bert
 from kd_ref.data import reward_split
-from kd_ref.demo import write_demo_task
 from kd_ref.errors import KdError
+from tiny_task import write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,12 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tiny")
-    write_demo_task(d / "data", seed=0, n_train=240, n_dev=60, n_test=40)
-    cfg = load_config(d / "data" / "model")
-    cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.num_hidden_layers = 32, 2, 64, 4
-    cfg.num_labels = 3  # a head for another task: run.py must fine-tune the teacher first
-    torch.manual_seed(0)
-    save_bert(Bert(cfg), d / "teacher", tokenizer_dir=d / "data" / "model")
+    write_tiny_task(d, n_train=240, n_dev=60, n_test=40, num_labels=3)  # another task's head: fine-tuned first
     write_stsb(d / "data")
     return d
 
