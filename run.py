@@ -303,18 +303,7 @@ def main(argv=None):
         raise KdError("--task and --teacher are required (or --demo)")
     methods = [m.strip() for m in args.method.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
-    check_config(config_from(args, DistillConfig))
-    at_least_1 = (lambda v: v >= 1, "at least 1")
-    check_flags(args, {"checkpoint_every": at_least_1, "teacher_epochs": at_least_1,
-                       "teacher_batch_size": at_least_1, "student_layers": at_least_1,
-                       "student_hidden": at_least_1, "teacher_lr": (lambda v: 0 < v < math.inf, "a positive number"),
-                       "teacher_cache_gb": (lambda v: v >= 0, "0 or more"),
-                       "reward_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
-                       "alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"), "beta": (lambda v: v >= 0, "0 or more")})
-    config_from(args, AgentConfig, hard=False)  # checks the agent's flags
-    for m in methods:
-        if m not in METHODS:
-            raise KdError(f"--method {m}: unknown; expected one of {', '.join(METHODS)}")
+    check_args(args, methods)
     task = get_task(args.task)
     out = Path(args.out or f"runs/{task.name}")
     out.mkdir(parents=True, exist_ok=True)
@@ -345,6 +334,22 @@ def main(argv=None):
         write_atomically(out / "summary.md", lambda tmp: tmp.write_text(table))
     print(table)
     distributed.shutdown()
+
+
+def check_args(args, methods) -> None:
+    """Out-of-range flags are refused before any work starts, naming the flag."""
+    check_config(config_from(args, DistillConfig))
+    config_from(args, AgentConfig, hard=False)  # AgentConfig checks its own fields
+    at_least_1 = (lambda v: v >= 1, "at least 1")
+    check_flags(args, {"checkpoint_every": at_least_1, "teacher_epochs": at_least_1,
+                       "teacher_batch_size": at_least_1, "student_layers": at_least_1,
+                       "student_hidden": at_least_1, "teacher_lr": (lambda v: 0 < v < math.inf, "a positive number"),
+                       "teacher_cache_gb": (lambda v: v >= 0, "0 or more"),
+                       "reward_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+                       "alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"), "beta": (lambda v: v >= 0, "0 or more")})
+    for m in methods:
+        if m not in METHODS:
+            raise KdError(f"--method {m}: unknown; expected one of {', '.join(METHODS)}")
 
 
 def check_fits(config, tokenizer, args) -> None:
