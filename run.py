@@ -157,7 +157,7 @@ def prepare_teacher(args, task, train, dev, out: Path, device):
     metrics, _ = evaluate(teacher, task, dev_batches, dev.labels)
     print("teacher dev:", json.dumps(metrics))
     chance = chance_score(task, dev.labels)
-    if metrics[task.main_metric] < chance + 0.02:
+    if metrics[task.main_metric] < chance + 0.02 and distributed.is_main():
         print(f"WARNING: the teacher's dev {task.main_metric} {metrics[task.main_metric]:.4f} is near chance "
               f"({chance:.4f}): distilling from it will not mean much", file=sys.stderr)
     return teacher, metrics, seconds, source
