@@ -47,7 +47,7 @@ from kd_ref.outputs import JsonlLog, summarise, versions, write_atomically, writ
 from kd_ref.report import write_report
 from kd_ref.resume import Checkpoints
 from kd_ref.selectors import METHODS, SelectorConfig, make_selector
-from kd_ref.student import build_student, layer_map, layer_map_table, make_projections
+from kd_ref.student import build_student, layer_map, layer_map_table, make_projections, student_config
 from kd_ref.teacher import TeacherCache, estimate_cache_bytes, finetune, live_view
 from kd_ref.tokenizer import BertTokenizer
 
@@ -313,13 +313,16 @@ def main(argv=None):
         use_tf32()
     data_dir = resolve_data_dir(args.data_dir)
     tokenizer = BertTokenizer.from_dir(args.teacher, max_len=args.max_len)
-    check_fits(load_config(args.teacher), tokenizer, args)
+    teacher_config = load_config(args.teacher)
+    check_fits(teacher_config, tokenizer, args)
+    if args.student_layers is None:
+        args.student_layers = max(1, teacher_config.num_hidden_layers // 2)
+    if args.student_init in ("teacher", "random"):
+        student_config(teacher_config, args.student_layers, args.student_hidden, args.student_init)  # before any work
     train, dev = encode_split(data_dir, task, "train", tokenizer), encode_split(data_dir, task, task.dev_splits[0], tokenizer)
     test_file = data_dir / task.folder / f"{task.test_splits[0]}.tsv"
     test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file.is_file() else None
     teacher, teacher_dev, teacher_s, teacher_dir = prepare_teacher(args, task, train, dev, out, device)
-    if args.student_layers is None:
-        args.student_layers = max(1, teacher.config.num_hidden_layers // 2)
     g = layer_map(teacher.config.num_hidden_layers, args.student_layers)
     print(layer_map_table(g))
     if args.compile:

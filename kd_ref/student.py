@@ -28,8 +28,10 @@ def layer_map_table(g: list[int]) -> str:
     return "\n".join(rows)
 
 
-def student_config(teacher: BertConfig, layers: int, hidden: int | None) -> BertConfig:
-    """Teacher's config with M layers; a different width keeps the head size of 64 and FFN of 4x."""
+def student_config(teacher: BertConfig, layers: int, hidden: int | None, init: str = "random") -> BertConfig:
+    """Teacher's config with M layers; a different width keeps the head size of 64 and FFN of 4x.
+    Refuses a student that cannot be built (run.py asks before any work starts)."""
+    layer_map(teacher.num_hidden_layers, layers)  # 1 <= M <= N
     cfg = copy.deepcopy(teacher)
     cfg.num_hidden_layers = layers
     if hidden is not None and hidden != teacher.hidden_size:
@@ -38,6 +40,9 @@ def student_config(teacher: BertConfig, layers: int, hidden: int | None) -> Bert
         if hidden > teacher.hidden_size:
             raise KdError(f"--student-hidden {hidden}: wider than the teacher's {teacher.hidden_size}")
         cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size = hidden, hidden // 64, 4 * hidden
+    if init == "teacher" and cfg.hidden_size != teacher.hidden_size:
+        raise KdError("--student-init teacher needs --student-hidden equal to the teacher's width; "
+                      "use --student-init random or a checkpoint folder")
     return cfg
 
 
@@ -50,12 +55,8 @@ def build_student(teacher: Bert, layers: int, hidden: int | None, init: str, g: 
             raise KdError(f"--student-init {init}: has {student.config.num_hidden_layers} layers, "
                           f"--student-layers asks for {layers}")
         return student
-    cfg = student_config(teacher.config, layers, hidden)
-    student = Bert(cfg)
+    student = Bert(student_config(teacher.config, layers, hidden, init))
     if init == "teacher":
-        if cfg.hidden_size != teacher.config.hidden_size:
-            raise KdError("--student-init teacher needs --student-hidden equal to the teacher's width; "
-                          "use --student-init random or a checkpoint folder")
         teacher_state = teacher.state_dict()
         state = {k: v for k, v in teacher_state.items() if not k.startswith("layers.")}
         for i in range(1, layers + 1):

@@ -214,3 +214,13 @@ def test_act_every_step_applies_a_new_action_each_step(tiny, tmp_path, monkeypat
             begin = end
     assert len(acts) == end  # one action per step of every run
     assert len({tuple(a.tolist()) for a in acts}) > len(log)  # more distinct actions than phases
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--student-layers", "5"), "--student-layers 5: must be between 1 and the teacher's 4 layers"),
+    (("--student-hidden", "128", "--student-init", "random"), "--student-hidden 128: wider than the teacher's 32"),
+    (("--student-hidden", "96", "--student-init", "random"), "--student-hidden 96: must be a multiple of 64")])
+def test_impossible_students_are_refused_before_the_teacher_is_trained(tiny, tmp_path, flags, message):
+    with pytest.raises(KdError, match="^" + message.replace("(", r"\(")):
+        run.main(args(tiny, tmp_path, "--task", "rte", *flags))
+    assert not (tmp_path / "teacher").exists()
