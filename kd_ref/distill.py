@@ -11,7 +11,6 @@ and noise-free.
 import math
 import time
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch import nn
@@ -224,33 +223,31 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
     start = {k: v.clone() for k, v in student.state_dict().items()}
     start_proj = {k: v.clone() for k, v in projections.state_dict().items()}
     model = distributed.wrap(Trainee(student, projections))
-    ckpt = resume
-    at = ckpt["meta"] if ckpt else {"run": "episode", "episode": 0, "times": {}}
+    at = resume["meta"] if resume else {"run": "episode", "episode": 0, "times": {}}
     times = {"episodes_s": 0.0, **at["times"]}
-    common = dict(g=g, device=device, log=log, checkpoints=checkpoints)
 
-    def timed(key, fn, **kw):
+    def timed_run(key, **kw):
+        """train_student, its wall time added to times[key]; checkpoints save the times so far."""
         t0 = time.perf_counter()
-        fn(clock=lambda: {**times, key: times.get(key, 0.0) + time.perf_counter() - t0}, **kw)
+        clock = lambda: {**times, key: times.get(key, 0.0) + time.perf_counter() - t0}
+        train_student(model, selector, teacher_view, cfg=cfg, g=g, device=device, log=log,
+                      checkpoints=checkpoints, clock=clock, **kw)
         times[key] = times.get(key, 0.0) + time.perf_counter() - t0
 
     if selector.learns and at["run"] == "episode":
         for e in range(at["episode"], cfg.episodes):
-            resume = ckpt if e == at["episode"] else None
-            if resume is None:
+            resumed = resume if e == at["episode"] else None
+            if resumed is None:
                 torch.manual_seed(seed * 100 + e)
-            timed("episodes_s", partial(train_student, model, selector, teacher_view, episode_train, cfg,
-                                        seed=seed * 100 + e, run="episode", episode=e, learn=True,
-                                        reward_batches=reward_batches, resume=resume, **common))
+            timed_run("episodes_s", train=episode_train, seed=seed * 100 + e, run="episode", episode=e,
+                      learn=True, reward_batches=reward_batches, resume=resumed)
             selector.end_episode()
             student.load_state_dict(start)
             projections.load_state_dict(start_proj)
-        ckpt = None
-    if ckpt is None or ckpt["meta"]["run"] != "final":
+    resumed = resume if at["run"] == "final" else None
+    if resumed is None:
         torch.manual_seed(seed)
-        ckpt = None
-    timed("final_s", partial(train_student, model, selector, teacher_view, train, cfg, seed=seed, run="final",
-                             dev=dev, resume=ckpt, **common))
+    timed_run("final_s", train=train, seed=seed, run="final", dev=dev, resume=resumed)
     return times
 
 
