@@ -242,7 +242,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
 
 
 # Flags that may change between a run and its resumption: they do not change what is computed.
-RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "method", "seeds", "seed", "checkpoint_every"}
+RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "method", "seeds", "seed",
+                     "checkpoint_every"}
 
 
 def open_run_dir(args, run_dir: Path, config: dict, checkpoints: Checkpoints) -> str:
