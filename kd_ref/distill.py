@@ -148,9 +148,9 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                     t = teacher_view(b)
                     new_phase = step == bounds[phase + 1]
                     if new_phase or cfg.act_every_step:
-                        state = KnowledgeSelectionAgent.raw_state(global_cls_mean(s_out.hidden_states[-1], b.valid)[None],
-                                                                  global_cls_mean(t.hidden[-1], b.valid)[None],
-                                                                  step / total)
+                        s_cls = global_cls_mean(s_out.hidden_states[-1], b.valid)
+                        t_cls = global_cls_mean(t.hidden[-1], b.valid)
+                        state = KnowledgeSelectionAgent.raw_state(s_cls[None], t_cls[None], step / total)
                         if new_phase:
                             phase += 1
                             if pending:

@@ -21,10 +21,12 @@ def setup(device: torch.device) -> torch.device:
     """Join the torchrun group when launched by torchrun; returns this rank's device."""
     if "RANK" not in os.environ or dist.is_initialized():
         return device
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+    if device.type != "cuda":
+        dist.init_process_group("gloo")
+        return device
+    device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    torch.cuda.set_device(device)
+    dist.init_process_group("nccl", device_id=device)
     return device
 
 
