@@ -64,8 +64,15 @@ class Checkpoints:
         self.dir, self.every = Path(run_dir), every
         self.log_path = self.dir / "log.jsonl"
 
+    def complete(self) -> Path | None:
+        """The newest folder holding a whole checkpoint, or None."""
+        for name in ("checkpoint", "checkpoint.old"):
+            if all((self.dir / name / f).is_file() for f in FILES):
+                return self.dir / name
+        return None
+
     def exists(self) -> bool:
-        return any((self.dir / name / "meta.json").is_file() for name in ("checkpoint", "checkpoint.old"))
+        return self.complete() is not None
 
     def due(self, phase: int, last: bool) -> bool:
         return last or (phase + 1) % self.every == 0
@@ -94,17 +101,16 @@ class Checkpoints:
 
     def load(self) -> dict | None:
         """The newest complete checkpoint as {'meta', 'weights', 'state'}, or None if there is none."""
-        for name in ("checkpoint", "checkpoint.old"):
-            folder = self.dir / name
-            if all((folder / f).is_file() for f in FILES):
-                try:
-                    return {"meta": json.loads((folder / "meta.json").read_text()),
-                            "weights": load_file(folder / "weights.safetensors"),
-                            "state": torch.load(folder / "state.pt", weights_only=True)}
-                except Exception as e:  # a checkpoint we cannot read is a user-facing error, not a traceback
-                    raise KdError(f"{folder}: cannot read the checkpoint ({type(e).__name__}: {e}); "
-                                  "delete it or pass --overwrite to start the run again") from None
-        return None
+        folder = self.complete()
+        if folder is None:
+            return None
+        try:
+            return {"meta": json.loads((folder / "meta.json").read_text()),
+                    "weights": load_file(folder / "weights.safetensors"),
+                    "state": torch.load(folder / "state.pt", weights_only=True)}
+        except Exception as e:  # a checkpoint we cannot read is a user-facing error, not a traceback
+            raise KdError(f"{folder}: cannot read the checkpoint ({type(e).__name__}: {e}); "
+                          "delete it or pass --overwrite to start the run again") from None
 
     def restore(self, ckpt: dict, modules: dict, stateful: dict) -> dict:
         """Load a checkpoint into the live objects; returns the loop variables."""
