@@ -134,7 +134,10 @@ def prepare_teacher(args, task, train, dev, out: Path, device):
     else:
         teacher, ready = load_bert(args.teacher, num_labels=task.num_labels)
     seconds, source = 0.0, Path(args.teacher) if ready else saved
+    recipe = {"teacher": str(Path(args.teacher).resolve()), "task": task.name,
+              **{flag: getattr(args, flag) for flag in TEACHER_FLAGS}}
     if not ready and (saved / "model.safetensors").is_file():
+        same_recipe(saved, recipe)
         print(f"teacher: reusing the fine-tuned teacher in {saved}")
         teacher, ready = load_bert(saved, num_labels=task.num_labels)
     teacher.to(device)
@@ -148,7 +151,8 @@ def prepare_teacher(args, task, train, dev, out: Path, device):
         seconds = time.perf_counter() - t0
         teacher.config.id2label = dict(enumerate(task.labels or ["score"]))
         if distributed.is_main():
-            save_bert(teacher.cpu(), saved, tokenizer_dir=args.teacher)
+            save_bert(teacher.cpu(), saved, tokenizer_dir=args.teacher,
+                      extra={"finetune.json": json.dumps(recipe, indent=2) + "\n"})
             teacher.to(device)
         distributed.barrier()
     teacher.eval()
@@ -161,6 +165,25 @@ def prepare_teacher(args, task, train, dev, out: Path, device):
         print(f"WARNING: the teacher's dev {task.main_metric} {metrics[task.main_metric]:.4f} is near chance "
               f"({chance:.4f}): distilling from it will not mean much", file=sys.stderr)
     return teacher, metrics, seconds, source
+
+
+# What a fine-tuned teacher depends on, kept in out/teacher/finetune.json to be checked on reuse.
+TEACHER_FLAGS = ("teacher_seed", "teacher_epochs", "teacher_lr", "teacher_batch_size", "max_len", "weight_decay",
+                 "warmup")
+
+
+def same_recipe(saved: Path, recipe: dict) -> None:
+    """A teacher fine-tuned earlier is reused only if it was made from the same checkpoint and flags."""
+    try:
+        before = json.loads((saved / "finetune.json").read_text())
+    except (OSError, ValueError):
+        raise KdError(f"{saved} holds a teacher without a readable finetune.json (how it was fine-tuned): "
+                      "remove the folder to fine-tune again") from None
+    for key in recipe:
+        if before.get(key) != recipe[key]:
+            name = f"--{key.replace('_', '-')}" if key in TEACHER_FLAGS else f"{key}"
+            raise KdError(f"{saved} was fine-tuned with {name} {before.get(key)} (now {recipe[key]}): "
+                          "use another --out, or remove that folder to fine-tune again")
 
 
 def chance_score(task, labels) -> float:
@@ -252,17 +275,13 @@ def open_run_dir(args, run_dir: Path, config: dict, checkpoints: Checkpoints) ->
     decides the same from the same files; only rank 0 changes them."""
     finished = (run_dir / "metrics.json").is_file()
     if finished and not args.overwrite:
-        if args.resume:
-            return "finished"
-        raise KdError(f"{run_dir} already holds a finished run: pass --resume to reuse it or --overwrite to replace it")
+        if not args.resume:
+            raise KdError(f"{run_dir} already holds a finished run: pass --resume to reuse it or --overwrite to "
+                          "replace it")
+        same_flags(run_dir, config, "a finished run")
+        return "finished"
     if not finished and checkpoints.exists() and not args.overwrite:
-        saved = json.loads((run_dir / "config.json").read_text())["args"]
-        now = json.loads(json.dumps(config["args"]))
-        for flag in sorted(set(saved) | set(now)):
-            if flag not in RESUMABLE_CHANGES and saved.get(flag) != now.get(flag):
-                raise KdError(f"{run_dir} holds an unfinished run made with --{flag.replace('_', '-')} "
-                              f"{saved.get(flag)} (now {now.get(flag)}): rerun it with the same flags to resume, "
-                              "or pass --overwrite to start again")
+        same_flags(run_dir, config, "an unfinished run")
         return "resume"
     distributed.barrier()  # nobody still reads what rank 0 is about to remove
     if distributed.is_main():
@@ -272,6 +291,19 @@ def open_run_dir(args, run_dir: Path, config: dict, checkpoints: Checkpoints) ->
         write_json(run_dir / "config.json", config)
     distributed.barrier()
     return "fresh"
+
+
+def same_flags(run_dir: Path, config: dict, what: str) -> None:
+    """Reusing or continuing a run needs the flags it was made with. A flag its config.json does
+    not record was added later, with the old behaviour as its default."""
+    saved = json.loads((run_dir / "config.json").read_text())["args"]
+    now = json.loads(json.dumps(config["args"]))
+    defaults = vars(parse_args([]))
+    for flag in sorted(set(saved) | set(now)):
+        if flag not in RESUMABLE_CHANGES and saved.get(flag, defaults.get(flag)) != now.get(flag):
+            raise KdError(f"{run_dir} holds {what} made with --{flag.replace('_', '-')} "
+                          f"{saved.get(flag, defaults.get(flag))} (now {now.get(flag)}): rerun with the same flags, "
+                          "or pass --overwrite to start again")
 
 
 def config_from(args, config_class, **overrides):

@@ -174,8 +174,9 @@ def _to_hf(model: Bert) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def save_bert(model: Bert, out_dir, tokenizer_dir=None) -> None:
-    """Write an HF folder (config.json, model.safetensors, tokenizer files found in tokenizer_dir).
+def save_bert(model: Bert, out_dir, tokenizer_dir=None, extra: dict[str, str] | None = None) -> None:
+    """Write an HF folder (config.json, model.safetensors, tokenizer files found in tokenizer_dir,
+    and `extra`: more text files, name -> content).
 
     out_dir is replaced as a whole and atomically: everything is written into a
     sibling temp folder first, so a crash never leaves a half-written folder or file.
@@ -191,6 +192,8 @@ def save_bert(model: Bert, out_dir, tokenizer_dir=None) -> None:
         for name in TOKENIZER_FILES:
             if tokenizer_dir is not None and (Path(tokenizer_dir) / name).is_file():
                 shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
+        for name, text in (extra or {}).items():
+            (tmp / name).write_text(text)
         if out.exists():  # a directory cannot be renamed onto a non-empty one: move the old one aside
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.replace(out, old / out.name)

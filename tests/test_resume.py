@@ -133,6 +133,8 @@ def test_resume_needs_the_same_flags_and_reuses_finished_runs(tiny, tmp_path):
         run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1"))
     run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1", "--resume"))  # reused, not redone
     assert (run_dir / "metrics.json").read_bytes() == metrics
+    with pytest.raises(KdError, match="holds a finished run made with --lr 0.0005 \\(now 0.001\\)"):
+        run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1", "--lr", "1e-3", "--resume"))
     (run_dir / "metrics.json").unlink()  # as if it had died before finishing
     with pytest.raises(KdError, match="made with --lr 0.0005 \\(now 0.001\\)"):
         run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1", "--lr", "1e-3"))

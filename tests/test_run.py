@@ -96,6 +96,22 @@ def test_finished_run_is_not_overwritten(tiny, tmp_path):
     assert (tmp_path / "kd-s1" / "metrics.json").read_bytes() == before
 
 
+def test_fine_tuned_teacher_is_reused_only_with_the_recipe_it_was_made_with(tiny, tmp_path, capsys):
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "finetune"))
+    recipe = json.loads((tmp_path / "teacher" / "finetune.json").read_text())
+    assert recipe["task"] == "rte" and recipe["teacher_seed"] == 42 and recipe["teacher_lr"] == 5e-4
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "kd"))
+    assert "reusing the fine-tuned teacher" in capsys.readouterr().out
+    with pytest.raises(KdError, match="fine-tuned with --teacher-seed 42 \\(now 7\\)"):
+        run.main(args(tiny, tmp_path, "--task", "rte", "--method", "all", "--teacher-seed", "7"))
+    with pytest.raises(KdError, match="fine-tuned with task rte \\(now stsb\\)"):
+        run.main(args(tiny, tmp_path, "--task", "stsb", "--method", "all"))
+    (tmp_path / "teacher" / "finetune.json").unlink()
+    with pytest.raises(KdError, match="without a readable finetune.json"):
+        run.main(args(tiny, tmp_path, "--task", "rte", "--method", "all"))
+    assert not (tmp_path / "all-s1").exists()
+
+
 def test_same_seed_same_actions_and_metrics(tiny, tmp_path):
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
         run.main(args(tiny, tmp_path / name, "--task", "rte", "--method", "ksm-hard", "--seed", seed))
