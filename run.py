@@ -25,16 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from kd_ref import distributed
 from kd_ref.agent import AgentConfig
-from kd_ref.bert import Bert
-from kd_ref.checkpoint import load_bert, load_config, save_bert
+from kd_ref.checkpoint import load_config, save_bert
 from kd_ref.compiled import compile_model, default_compile, use_tf32
 from kd_ref.data import encode_split, reward_split
 from kd_ref.demo import write_demo_task
@@ -42,13 +37,12 @@ from kd_ref.distill import DistillConfig, check_config, distill
 from kd_ref.errors import KdError, check_flags
 from kd_ref.evaluate import evaluate, predict_logits, predictions
 from kd_ref.glue import get_task, resolve_data_dir, write_predictions
-from kd_ref.metrics import task_metrics
 from kd_ref.outputs import JsonlLog, summarise, versions, write_atomically, write_json
 from kd_ref.report import write_report
 from kd_ref.resume import Checkpoints
 from kd_ref.selectors import METHODS, SelectorConfig, make_selector
 from kd_ref.student import build_student, layer_map, layer_map_table, make_projections, student_config
-from kd_ref.teacher import TeacherCache, estimate_cache_bytes, finetune, live_view
+from kd_ref.teacher_setup import make_teacher_view, prepare_teacher
 from kd_ref.tokenizer import BertTokenizer
 
 
@@ -121,77 +115,6 @@ def pick_device(name: str) -> torch.device:
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def prepare_teacher(args, task, train, dev, out: Path, device):
-    """Load the teacher; fine-tune it first (once, saved under out/teacher) if it has no
-    classifier for the task. Returns (teacher, dev metrics, seconds spent fine-tuning, the folder
-    its weights are in)."""
-    saved = out / "teacher"
-    torch.manual_seed(args.teacher_seed)  # a fresh classifier head is drawn while loading
-    if args.demo:
-        teacher, ready = Bert(dataclasses.replace(load_config(args.teacher), num_labels=task.num_labels)), False
-    else:
-        teacher, ready = load_bert(args.teacher, num_labels=task.num_labels)
-    seconds, source = 0.0, Path(args.teacher) if ready else saved
-    recipe = {"teacher": str(Path(args.teacher).resolve()), "task": task.name,
-              **{flag: getattr(args, flag) for flag in TEACHER_FLAGS}}
-    if not ready and (saved / "model.safetensors").is_file():
-        same_recipe(saved, recipe)
-        print(f"teacher: reusing the fine-tuned teacher in {saved}")
-        teacher, ready = load_bert(saved, num_labels=task.num_labels)
-    teacher.to(device)
-    if not ready:
-        print(f"teacher: {args.teacher} has no classifier for {task.name}: fine-tuning it "
-              f"({args.teacher_epochs} epochs, lr {args.teacher_lr}, batch {args.teacher_batch_size})")
-        t0 = time.perf_counter()
-        finetune(teacher, train, epochs=args.teacher_epochs, lr=args.teacher_lr,
-                 batch_size=args.teacher_batch_size, max_len=args.max_len, weight_decay=args.weight_decay,
-                 warmup=args.warmup, seed=args.teacher_seed, device=device)
-        seconds = time.perf_counter() - t0
-        teacher.config.id2label = dict(enumerate(task.labels or ["score"]))
-        if distributed.is_main():
-            save_bert(teacher.cpu(), saved, tokenizer_dir=args.teacher,
-                      extra={"finetune.json": json.dumps(recipe, indent=2) + "\n"})
-            teacher.to(device)
-        distributed.barrier()
-    teacher.eval()
-    dev_batches = [b.to(device) for b in dev.batches(args.batch_size, args.max_len, shuffle=False,
-                                                     shard=distributed.shard())]
-    metrics, _ = evaluate(teacher, task, dev_batches, dev.labels)
-    print("teacher dev:", json.dumps(metrics))
-    chance = chance_score(task, dev.labels)
-    if metrics[task.main_metric] < chance + 0.02 and distributed.is_main():
-        print(f"WARNING: the teacher's dev {task.main_metric} {metrics[task.main_metric]:.4f} is near chance "
-              f"({chance:.4f}): distilling from it will not mean much", file=sys.stderr)
-    return teacher, metrics, seconds, source
-
-
-# What a fine-tuned teacher depends on, kept in out/teacher/finetune.json to be checked on reuse.
-TEACHER_FLAGS = ("teacher_seed", "teacher_epochs", "teacher_lr", "teacher_batch_size", "max_len", "weight_decay",
-                 "warmup")
-
-
-def same_recipe(saved: Path, recipe: dict) -> None:
-    """A teacher fine-tuned earlier is reused only if it was made from the same checkpoint and flags."""
-    try:
-        before = json.loads((saved / "finetune.json").read_text())
-    except (OSError, ValueError):
-        raise KdError(f"{saved} holds a teacher without a readable finetune.json (how it was fine-tuned): "
-                      "remove the folder to fine-tune again") from None
-    for key in recipe:
-        if before.get(key) != recipe[key]:
-            name = f"--{key.replace('_', '-')}" if key in TEACHER_FLAGS else f"{key}"
-            raise KdError(f"{saved} was fine-tuned with {name} {before.get(key)} (now {recipe[key]}): "
-                          "use another --out, or remove that folder to fine-tune again")
-
-
-def chance_score(task, labels) -> float:
-    """The main metric of always predicting the majority class (0 for correlations and MCC)."""
-    if task.labels is None or task.main_metric == "mcc":
-        return 0.0
-    majority = np.full_like(labels, np.bincount(labels).argmax())
-    return task_metrics(task, majority, labels)[task.main_metric]
 
 
 def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, out: Path, teacher_dev):
@@ -397,49 +320,6 @@ def check_fits(config, tokenizer, args) -> None:
         raise KdError(f"--max-len {args.max_len}: the teacher ({args.teacher}) has only "
                       f"{config.max_position_embeddings} positions")
 
-
-def make_teacher_view(args, teacher, teacher_dir: Path, train, g, device, out: Path):
-    """Cached teacher outputs when they fit in --teacher-cache-gb (and AttK is off), else live.
-    The cache is kept in out/teacher-cache.safetensors and reused while its key (teacher weights,
-    training rows, layers, dtype) matches, e.g. after a resume."""
-    tokens = sum(len(ids) for ids, _ in train.pairs)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    need = estimate_cache_bytes(len(train), tokens, teacher.config.num_labels, teacher.config.hidden_size,
-                                len(g), dtype.itemsize)
-    if args.attk_weight or need > args.teacher_cache_gb * 2 ** 30:
-        print(f"teacher outputs: run live each step (cache would need {need / 2 ** 30:.2f} GB)")
-        return lambda b: live_view(teacher, b, g, attention=bool(args.attk_weight))
-    weights = teacher_dir / "model.safetensors"
-    key = {"teacher": str(weights.resolve()), "teacher_bytes": str(weights.stat().st_size),
-           "teacher_mtime_ns": str(weights.stat().st_mtime_ns), "rows": str(len(train)), "tokens": str(tokens),
-           "token_sum": str(sum(sum(ids) for ids, _ in train.pairs)), "layers": str(g), "dtype": str(dtype)}
-    path = out / "teacher-cache.safetensors"
-    t0 = time.perf_counter()
-    if stored_key(path) == key:
-        with safe_open(path, "pt") as f:
-            cache = TeacherCache.from_tensors({k: f.get_tensor(k) for k in f.keys()}, g, device)
-        what = f"reused {path}"
-    else:
-        batches = train.batches(args.batch_size, args.max_len, shuffle=False, shard=distributed.shard())
-        cache = TeacherCache(teacher, batches, len(train), g, device, dtype)
-        if distributed.is_main():
-            tensors = {k: v.cpu().contiguous() for k, v in cache.tensors().items()}
-            write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=key))
-        what = f"computed, kept in {path}"
-    distributed.barrier()
-    print(f"teacher outputs: cached logits and layers {g} for {len(train)} rows, "
-          f"{cache.nbytes / 2 ** 20:.1f} MiB, {what}, {time.perf_counter() - t0:.1f} s")
-    return cache.view
-
-
-def stored_key(path: Path) -> dict | None:
-    """The key a saved teacher cache was made with; None when there is none or it is unreadable
-    (a crash cannot leave half a file, but a user can): it is then recomputed."""
-    try:
-        with safe_open(path, "pt") as f:
-            return f.metadata()
-    except Exception:
-        return None
 
 
 if __name__ == "__main__":

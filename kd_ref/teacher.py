@@ -51,7 +51,7 @@ class TeacherCache:
 
     Under torchrun each rank runs the teacher on its shard of the batches and the
     cache is summed over ranks (every row is valid on exactly one rank).
-    `tensors` / `from_tensors` let run.py keep the cache on disk and reuse it after a resume."""
+    `tensors` / `from_tensors` let teacher_setup.py keep the cache on disk and reuse it after a resume."""
 
     def __init__(self, teacher, batches, n_rows: int, g: list[int], device, dtype):
         lengths = torch.zeros(n_rows, dtype=torch.long, device=device)
