@@ -5,7 +5,8 @@
 Reads every <folder>/<method>-s<seed>/metrics.json and config.json (finished runs
 only) and prints, per task, the teacher's dev score and, per method, the mean and
 sample standard deviation over seeds of each dev metric and of the wall time,
-with the flags the runs were made with. Nothing is run here: the commands are
+with the flags the runs were made with, and the knowledge weights (FinK, ResK,
+FeaK, RelK) the final runs applied, averaged over their phases and seeds. Nothing is run here: the commands are
 in the results file that quotes this table.
 """
 import json
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 ORDER = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-hard", "ksm-soft")
-SHOWN_FLAGS = ("student_layers", "epochs", "episodes", "phases_per_epoch", "lr", "batch_size", "max_len",
+SHOWN_FLAGS = ("teacher_seed", "student_layers", "epochs", "episodes", "phases_per_epoch", "lr", "batch_size", "max_len",
                "teacher_epochs", "teacher_lr", "reward_split", "loss_norm")
 
 
@@ -23,11 +24,20 @@ def mean_std(values, scale=100.0, digits=2) -> str:
     return f"{scale * statistics.mean(values):.{digits}f} ± {scale * std:.{digits}f}"
 
 
+def final_weights(run_dir: Path) -> list[float]:
+    """Mean action of the final run's phases (what the student was distilled with)."""
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    actions = [r["action"] for r in rows if r.get("run") == "final"]
+    return [statistics.mean(a[k] for a in actions) for k in range(len(actions[0]))]
+
+
 def table(folder: Path) -> list[str]:
     runs = []
     for metrics_file in sorted(folder.glob("*-s*/metrics.json")):
         config = json.loads((metrics_file.parent / "config.json").read_text())
-        runs.append((json.loads(metrics_file.read_text()), config))
+        metrics = json.loads(metrics_file.read_text())
+        metrics["weights"] = final_weights(metrics_file.parent)
+        runs.append((metrics, config))
     if not runs:
         return [f"{folder}: no finished runs", ""]
     first, config = runs[0]
@@ -35,14 +45,16 @@ def table(folder: Path) -> list[str]:
     teacher = " / ".join(f"{k} {100 * first['teacher_dev'][k]:.2f}" for k in keys)
     flags = ", ".join(f"--{f.replace('_', '-')} {config['args'][f]}" for f in SHOWN_FLAGS)
     out = [f"### {first['task']} ({folder})", "", f"Teacher dev: {teacher}. Flags: {flags}.", "",
-           "| method | seeds | " + " | ".join(keys) + " | wall s per run |", "|---" * (len(keys) + 3) + "|"]
+           "| method | seeds | " + " | ".join(keys) + " | final weights Fin/Res/Fea/Rel | wall s per run |",
+           "|---" * (len(keys) + 4) + "|"]
     methods = sorted({m["method"] for m, _ in runs}, key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
     for method in methods:
         mine = [m for m, _ in runs if m["method"] == method]
         cells = [mean_std([m["dev"][k] for m in mine]) for k in keys]
         wall = mean_std([sum(m["wall_s"].values()) for m in mine], scale=1.0, digits=0)
+        weights = "/".join(f"{statistics.mean(m['weights'][k] for m in mine):.2f}" for k in range(4))
         seeds = ",".join(str(m["seed"]) for m in mine)
-        out.append(f"| {method} | {seeds} | " + " | ".join(cells) + f" | {wall} |")
+        out.append(f"| {method} | {seeds} | " + " | ".join(cells) + f" | {weights} | {wall} |")
     return out + [""]
 
 
