@@ -37,7 +37,7 @@ from kd_ref.distill import DistillConfig, check_config, distill
 from kd_ref.errors import KdError, check_flags
 from kd_ref.evaluate import evaluate, predict_logits, predictions
 from kd_ref.glue import get_task, resolve_data_dir, write_predictions
-from kd_ref.outputs import JsonlLog, summarise, versions, write_atomically, write_json
+from kd_ref.outputs import JsonlLog, first_change, summarise, versions, write_atomically, write_json
 from kd_ref.report import write_report
 from kd_ref.resume import Checkpoints
 from kd_ref.selectors import METHODS, SelectorConfig, make_selector
@@ -220,13 +220,12 @@ def same_flags(run_dir: Path, config: dict, what: str) -> None:
     """Reusing or continuing a run needs the flags it was made with. A flag its config.json does
     not record was added later, with the old behaviour as its default."""
     saved = json.loads((run_dir / "config.json").read_text())["args"]
-    now = json.loads(json.dumps(config["args"]))
-    defaults = vars(parse_args([]))
-    for flag in sorted(set(saved) | set(now)):
-        if flag not in RESUMABLE_CHANGES and saved.get(flag, defaults.get(flag)) != now.get(flag):
-            raise KdError(f"{run_dir} holds {what} made with --{flag.replace('_', '-')} "
-                          f"{saved.get(flag, defaults.get(flag))} (now {now.get(flag)}): rerun with the same flags, "
-                          "or pass --overwrite to start again")
+    change = first_change(saved, json.loads(json.dumps(config["args"])), skip=RESUMABLE_CHANGES,
+                          defaults=vars(parse_args([])))
+    if change:
+        flag, old, now = change
+        raise KdError(f"{run_dir} holds {what} made with --{flag.replace('_', '-')} {old} (now {now}): "
+                      "rerun with the same flags, or pass --overwrite to start again")
 
 
 def config_from(args, config_class, **overrides):

@@ -31,6 +31,18 @@ def fsync(path: Path) -> None:
         os.close(fd)
 
 
+def first_change(before: dict, now: dict, skip=(), defaults=None) -> tuple | None:
+    """(key, value before, value now) of the first key, in sorted order, whose value differs between
+    two records of how something was made, or None. A key `before` lacks takes its value from
+    `defaults` (a field added since `before` was written, with the old behaviour as default)."""
+    defaults = defaults or {}
+    for key in sorted(set(before) | set(now)):
+        old = before.get(key, defaults.get(key))
+        if key not in skip and old != now.get(key):
+            return key, old, now.get(key)
+    return None
+
+
 class JsonlLog:
     """log.jsonl: one JSON object per line, flushed as it is written; append=True continues
     a log (after a resume, kd_ref.resume has cut it back to the checkpoint)."""

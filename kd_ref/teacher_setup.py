@@ -19,7 +19,7 @@ from .checkpoint import load_bert, load_config, save_bert
 from .errors import KdError
 from .evaluate import evaluate
 from .metrics import task_metrics
-from .outputs import write_atomically
+from .outputs import first_change, write_atomically
 from .teacher import TeacherCache, estimate_cache_bytes, finetune, live_view
 
 
@@ -79,11 +79,12 @@ def same_recipe(saved: Path, recipe: dict) -> None:
     except (OSError, ValueError):
         raise KdError(f"{saved} holds a teacher without a readable finetune.json (how it was fine-tuned): "
                       "remove the folder to fine-tune again") from None
-    for key in recipe:
-        if before.get(key) != recipe[key]:
-            name = f"--{key.replace('_', '-')}" if key in TEACHER_FLAGS else f"{key}"
-            raise KdError(f"{saved} was fine-tuned with {name} {before.get(key)} (now {recipe[key]}): "
-                          "use another --out, or remove that folder to fine-tune again")
+    change = first_change(before, recipe)
+    if change:
+        key, old, now = change
+        name = f"--{key.replace('_', '-')}" if key in TEACHER_FLAGS else key
+        raise KdError(f"{saved} was fine-tuned with {name} {old} (now {now}): "
+                      "use another --out, or remove that folder to fine-tune again")
 
 
 def chance_score(task, labels) -> float:
