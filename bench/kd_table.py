@@ -6,8 +6,8 @@ Reads every <folder>/<method>-s<seed>/metrics.json and config.json (finished run
 only) and prints, per task, the teacher's dev score and, per method, the mean and
 sample standard deviation over seeds of each dev metric and of the wall time,
 with the flags the runs were made with, and the knowledge weights (FinK, ResK,
-FeaK, RelK) the final runs applied, averaged over their phases and seeds. Nothing is run here: the commands are
-in the results file that quotes this table.
+FeaK, RelK) the final runs applied, averaged over their phases and seeds. Nothing
+is run here: the commands are in the results file that quotes this table.
 """
 import json
 import statistics
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 ORDER = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-hard", "ksm-soft")
-SHOWN_FLAGS = ("teacher_seed", "student_layers", "epochs", "episodes", "phases_per_epoch", "lr", "batch_size", "max_len",
-               "teacher_epochs", "teacher_lr", "reward_split", "loss_norm")
+SHOWN_FLAGS = ("teacher_seed", "student_layers", "epochs", "episodes", "phases_per_epoch", "lr", "batch_size",
+               "max_len", "teacher_epochs", "teacher_lr", "reward_split", "loss_norm")
 
 
 def mean_std(values, scale=100.0, digits=2) -> str:
@@ -52,7 +52,8 @@ def table(folder: Path) -> list[str]:
         mine = [m for m, _ in runs if m["method"] == method]
         cells = [mean_std([m["dev"][k] for m in mine]) for k in keys]
         wall = mean_std([sum(m["wall_s"].values()) for m in mine], scale=1.0, digits=0)
-        weights = "/".join(f"{statistics.mean(m['weights'][k] for m in mine):.2f}" for k in range(4))
+        weights = "/".join(f"{statistics.mean(m['weights'][k] for m in mine):.2f}"
+                           for k in range(len(mine[0]["weights"])))
         seeds = ",".join(str(m["seed"]) for m in mine)
         out.append(f"| {method} | {seeds} | " + " | ".join(cells) + f" | {weights} | {wall} |")
     return out + [""]

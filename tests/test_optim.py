@@ -58,4 +58,5 @@ def test_schedule_is_transformers_linear_warmup_one_step_ahead():
             o.step()
     assert ours_lr[:warm] == pytest.approx(ref_lr[1:warm + 1])
     assert ours_lr[warm:] == pytest.approx(ref_lr[warm:])
-    assert ours_lr[0] == pytest.approx(1 / warm) and max(ours_lr) == 1.0 and ours_lr[-1] == pytest.approx(1 / (total - warm))
+    assert ours_lr[0] == pytest.approx(1 / warm) and max(ours_lr) == 1.0
+    assert ours_lr[-1] == pytest.approx(1 / (total - warm))
