@@ -6,8 +6,11 @@ Reads every <folder>/<method>-s<seed>/metrics.json and config.json (finished run
 only) and prints, per task, the teacher's dev score and, per method, the mean and
 sample standard deviation over seeds of each dev metric and of the wall time,
 with the flags the runs were made with, and the knowledge weights (FinK, ResK,
-FeaK, RelK) the final runs applied, averaged over their phases and seeds. Nothing
-is run here: the commands are in the results file that quotes this table.
+FeaK, RelK) the final runs applied, averaged over their phases and seeds. Each
+method is also compared with finetune on the task's main metric, paired by seed
+(same seed, same data order): mean and sd of the per-seed difference, and on how
+many seeds the method came out ahead. Nothing is run here: the commands are in
+the results file that quotes this table.
 """
 import json
 import statistics
@@ -31,6 +34,15 @@ def final_weights(run_dir: Path) -> list[float]:
     return [statistics.mean(a[k] for a in actions) for k in range(len(actions[0]))]
 
 
+def versus(mine: list[dict], baseline: dict, main: str) -> str:
+    """Per-seed difference from finetune on the main metric, over the seeds both have."""
+    diffs = [m["dev"][main] - baseline[m["seed"]] for m in mine if m["seed"] in baseline]
+    if not diffs or mine[0]["method"] == "finetune":
+        return ""
+    ahead = sum(d > 0 for d in diffs)
+    return f"{'+' if statistics.mean(diffs) >= 0 else ''}{mean_std(diffs)} ({ahead}/{len(diffs)} ahead)"
+
+
 def table(folder: Path) -> list[str]:
     runs = []
     for metrics_file in sorted(folder.glob("*-s*/metrics.json")):
@@ -42,11 +54,13 @@ def table(folder: Path) -> list[str]:
         return [f"{folder}: no finished runs", ""]
     first, config = runs[0]
     keys = list(first["dev"])
+    main = first["main_metric"]
     teacher = " / ".join(f"{k} {100 * first['teacher_dev'][k]:.2f}" for k in keys)
     flags = ", ".join(f"--{f.replace('_', '-')} {config['args'][f]}" for f in SHOWN_FLAGS)
     out = [f"### {first['task']} ({folder})", "", f"Teacher dev: {teacher}. Flags: {flags}.", "",
-           "| method | seeds | " + " | ".join(keys) + " | final weights Fin/Res/Fea/Rel | wall s per run |",
-           "|---" * (len(keys) + 4) + "|"]
+           "| method | seeds | " + " | ".join(keys) + f" | Δ {main} vs finetune, paired | final weights Fin/Res/Fea/Rel"
+           " | wall s per run |", "|---" * (len(keys) + 5) + "|"]
+    baseline = {m["seed"]: m["dev"][main] for m, _ in runs if m["method"] == "finetune"}
     methods = sorted({m["method"] for m, _ in runs}, key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
     for method in methods:
         mine = [m for m, _ in runs if m["method"] == method]
@@ -55,7 +69,8 @@ def table(folder: Path) -> list[str]:
         weights = "/".join(f"{statistics.mean(m['weights'][k] for m in mine):.2f}"
                            for k in range(len(mine[0]["weights"])))
         seeds = ",".join(str(m["seed"]) for m in mine)
-        out.append(f"| {method} | {seeds} | " + " | ".join(cells) + f" | {weights} | {wall} |")
+        out.append(f"| {method} | {seeds} | " + " | ".join(cells) + f" | {versus(mine, baseline, main)} | {weights}"
+                   f" | {wall} |")
     return out + [""]
 
 

@@ -1,0 +1,49 @@
+"""bench/kd_table.py, which turns run folders into the table of bench/RESULTS-kd.md: its
+means, standard deviations and paired differences, on run folders written here by hand."""
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+kd_table = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "kd_table.py"))["table"]
+
+
+def fake_run(folder: Path, method: str, seed: int, f1: float, weights: list[float]):
+    run = folder / f"{method}-s{seed}"
+    run.mkdir(parents=True)
+    args = {f: 1 for f in ("teacher_seed", "student_layers", "epochs", "episodes", "phases_per_epoch", "lr",
+                           "batch_size", "max_len", "teacher_epochs", "teacher_lr", "reward_split", "loss_norm")}
+    (run / "config.json").write_text(json.dumps({"args": args}))
+    (run / "metrics.json").write_text(json.dumps({
+        "task": "mrpc", "method": method, "seed": seed, "main_metric": "f1", "dev": {"f1": f1},
+        "teacher_dev": {"f1": 0.9}, "wall_s": {"final_s": 10.0, "eval_s": 2.0}}))
+    rows = [{"run": "episode", "action": [9.0] * 4}] + [{"run": "final", "action": w} for w in (weights, weights)]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_table_gives_means_sds_and_differences_paired_by_seed(tmp_path):
+    for seed, f1 in ((1, 0.80), (2, 0.82), (3, 0.84)):
+        fake_run(tmp_path, "finetune", seed, f1, [1.0, 0.0, 0.0, 0.0])
+    for seed, f1 in ((1, 0.81), (2, 0.85)):  # seed 3 unfinished: no metrics.json
+        fake_run(tmp_path, "kd", seed, f1, [0.5, 0.5, 0.0, 0.0])
+    (tmp_path / "kd-s3").mkdir()
+    lines = kd_table(tmp_path)
+    assert lines[2] == "Teacher dev: f1 90.00. Flags: " + ", ".join(
+        f"--{f} 1" for f in ("teacher-seed", "student-layers", "epochs", "episodes", "phases-per-epoch", "lr",
+                             "batch-size", "max-len", "teacher-epochs", "teacher-lr", "reward-split", "loss-norm")) + "."
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in lines if line.startswith("| ") and "---" not in line}
+    assert rows["| finetune"][1:] == ["1,2,3", "82.00 ± 2.00", "", "1.00/0.00/0.00/0.00", "12 ± 0 |"]
+    # kd - finetune on seeds 1 and 2: +1 and +3 points; episode actions are not the final weights
+    assert rows["| kd"][1:] == ["1,2", "83.00 ± 2.83", "+2.00 ± 1.41 (2/2 ahead)", "0.50/0.50/0.00/0.00", "12 ± 0 |"]
+
+
+def test_empty_folder_says_so(tmp_path):
+    assert kd_table(tmp_path) == [f"{tmp_path}: no finished runs", ""]
+
+
+@pytest.mark.parametrize("f1, expected", [(0.70, "-10.00 ± 0.00 (0/1 ahead)"), (0.80, "+0.00 ± 0.00 (0/1 ahead)")])
+def test_difference_sign(tmp_path, f1, expected):
+    fake_run(tmp_path, "finetune", 1, 0.80, [1.0, 0.0, 0.0, 0.0])
+    fake_run(tmp_path, "all", 1, f1, [1.0, 1.0, 1.0, 1.0])
+    assert expected in kd_table(tmp_path)[-2]
