@@ -6,15 +6,14 @@ from pathlib import Path
 
 import pytest
 
-kd_table = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "kd_table.py"))["table"]
+module = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "kd_table.py"))
+kd_table = module["table"]
 
 
 def fake_run(folder: Path, method: str, seed: int, f1: float, weights: list[float]):
     run = folder / f"{method}-s{seed}"
     run.mkdir(parents=True)
-    args = {f: 1 for f in ("teacher_seed", "student_layers", "epochs", "episodes", "phases_per_epoch", "lr",
-                           "batch_size", "max_len", "teacher_epochs", "teacher_lr", "reward_split", "loss_norm")}
-    (run / "config.json").write_text(json.dumps({"args": args}))
+    (run / "config.json").write_text(json.dumps({"args": {f: 1 for f in module["SHOWN_FLAGS"]}}))
     (run / "metrics.json").write_text(json.dumps({
         "task": "mrpc", "method": method, "seed": seed, "main_metric": "f1", "dev": {"f1": f1},
         "teacher_dev": {"f1": 0.9}, "wall_s": {"final_s": 10.0, "eval_s": 2.0}}))
