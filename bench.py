@@ -13,7 +13,9 @@ work of a phase (state, actor, critic and actor updates) divided by --steps-per-
 Not in it: the reward's evaluation pass at a phase end (a student forward over the
 reward split), whose cost per batch is reported as parts_ms.student_eval.
 Random weights and tokens; half of the batch is padded from 3/4 of its length, as
-in the baseline. Sequences per second = batch / median step time.
+in the baseline. Sequences per second = batch / median step time. On the CPU ours runs
+with kd_ref.compiled.keep_freed_memory, as run.py does (--malloc default: without); the
+baseline runs as written ('eager') and with the same allocator setting ('eager+keep').
 
 MFU = model FLOPs per step / step time (without the selector's share; mfu_with_agent
 with it) / peak FLOP/s, where model FLOPs per step
@@ -43,7 +45,7 @@ from kd_ref import losses
 from kd_ref.agent import AgentConfig, KnowledgeSelectionAgent
 from kd_ref.batching import Batch
 from kd_ref.bert import Bert, BertConfig
-from kd_ref.compiled import compile_counts, compile_model, use_tf32
+from kd_ref.compiled import MALLOPT, compile_counts, compile_model, keep_freed_memory, use_tf32
 from kd_ref.fused import make_fused_loss
 from kd_ref.optim import make_optimizer
 from kd_ref.student import build_student, layer_map, make_projections
@@ -65,8 +67,11 @@ def parse_args(argv=None):
     a("--batch", type=int, help="default: 32 on CUDA, 8 on the CPU")
     a("--seq", type=int, default=128)
     a("--variants", default="eager,compiled", help="of eager, compiled, cudagraphs (compiled + CUDA graphs)")
-    a("--baseline-variants", help="of the baseline's eager, compiled; 'none' to skip. "
-                                   "Default: both on CUDA, eager on the CPU (its compile takes minutes there)")
+    a("--baseline-variants", help="of the baseline's eager, compiled, each optionally +keep (run with "
+                                   "the allocator setting ours uses on the CPU); 'none' to skip. Default: "
+                                   "eager,compiled on CUDA; eager,eager+keep on the CPU (its compile takes minutes)")
+    a("--malloc", choices=["keep", "default"], default="keep",
+      help="CPU: 'keep' = kd_ref.compiled.keep_freed_memory, as run.py does; 'default' = glibc's own")
     a("--attk", action="store_true", help="add AttK (attention maps in the mapped layers), as the baseline does")
     a("--warmup", type=int, default=3, help="steps before timing; the first compiles")
     a("--steps", type=int, default=10, help="steps per timed repeat")
@@ -81,7 +86,7 @@ def parse_args(argv=None):
     args.student_layers = args.student_layers or TEACHERS[args.teacher].num_hidden_layers // 2
     args.dtype = args.dtype or ("bf16" if cuda else "fp32")
     args.batch = args.batch or (32 if cuda else 8)
-    args.baseline_variants = args.baseline_variants or ("eager,compiled" if cuda else "eager")
+    args.baseline_variants = args.baseline_variants or ("eager,compiled" if cuda else "eager,eager+keep")
     return args
 
 
@@ -100,7 +105,8 @@ def machine(args) -> dict:
             "command": " ".join([sys.executable.split("/")[-1], *sys.argv]), "host": platform.node(),
             "cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-            "torch": torch.__version__, "python": platform.python_version(), "load_avg": os.getloadavg()}
+            "torch": torch.__version__, "python": platform.python_version(), "load_avg": os.getloadavg(),
+            "malloc_keep_freed": args.malloc_kept}
 
 
 def sync(device) -> None:
@@ -337,15 +343,21 @@ def bench_losses(args, setup: Setup, b) -> dict:
 
 
 def bench_baseline(args, variant: str) -> dict:
+    """The yardstick in its own process; variant 'eager+keep' runs it with the environment
+    form of keep_freed_memory's settings (MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_)."""
+    kind, _, keep = variant.partition("+")
+    env = {**os.environ, **({f"MALLOC_{name[2:]}_": str(value) for name, (_, value) in MALLOPT.items()}
+                            if keep else {})}
     cmd = [sys.executable, str(BASELINE), "--device", args.device, "--dtype", args.dtype, "--batch", str(args.batch),
-           "--seq", str(args.seq), "--student-layers", str(args.student_layers), "--variants", variant,
+           "--seq", str(args.seq), "--student-layers", str(args.student_layers), "--variants", kind,
            "--warmup", str(args.warmup), "--steps", str(args.steps), "--repeats", str(args.repeats)]
     if args.teacher == "small":
         cmd.append("--small")
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
         return {"what": "baseline", "variant": variant, "error": done.stderr[-2000:]}
-    return {"what": "baseline", **json.loads(done.stdout.strip().splitlines()[-1]), "load_avg": os.getloadavg()}
+    return {"what": "baseline", **json.loads(done.stdout.strip().splitlines()[-1]), "malloc_keep_freed": bool(keep),
+            "load_avg": os.getloadavg()}
 
 
 def main(argv=None):
@@ -353,6 +365,7 @@ def main(argv=None):
     device = torch.device(args.device)
     if device.type == "cuda":
         use_tf32()
+    args.malloc_kept = device.type == "cpu" and args.malloc == "keep" and keep_freed_memory()
     emit(machine(args), args.out)
     results = {}
     b = make_batch(args, device)
@@ -375,7 +388,7 @@ def main(argv=None):
         emit(record, args.out)
     summary = {"what": "summary", "load_avg": os.getloadavg()}
     for ours in args.variants.split(","):
-        for base in ("baseline_eager", "baseline_compiled"):
+        for base in [k for k in results if k.startswith("baseline_")]:
             if "seq_per_s" in results[ours] and "seq_per_s" in results.get(base, {}):
                 summary[f"{ours}/{base}"] = round(results[ours]["seq_per_s"] / results[base]["seq_per_s"], 2)
     emit(summary, args.out)

@@ -30,7 +30,7 @@ import torch
 from kd_ref import distributed
 from kd_ref.agent import AgentConfig
 from kd_ref.checkpoint import load_config, save_bert
-from kd_ref.compiled import compile_model, default_compile, use_tf32
+from kd_ref.compiled import compile_model, default_compile, keep_freed_memory, use_tf32
 from kd_ref.data import encode_split, reward_split
 from kd_ref.demo import write_demo_task
 from kd_ref.distill import DistillConfig, check_config, distill
@@ -266,6 +266,8 @@ def main(argv=None):
         args.compile = default_compile(device)
     if device.type == "cuda":
         use_tf32()
+    else:
+        keep_freed_memory()
     data_dir = resolve_data_dir(args.data_dir)
     tokenizer = BertTokenizer.from_dir(args.teacher, max_len=args.max_len)
     teacher_config = load_config(args.teacher)

@@ -87,6 +87,25 @@ class BertOutput(NamedTuple):
     scores: dict[int, Tensor]  # layer l -> Q K^T / sqrt(d), padding mask NOT added, [B, heads, L, L]
 
 
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """F.dropout(x, p, training), with a cheaper random mask on the CPU.
+
+    torch's CPU dropout draws one Mersenne-Twister number per element (bernoulli_, one
+    thread): 9 ms for one [8, 12, 128, 128] attention map on the 2-core CI machine, over
+    a tenth of the CPU training step (BENCHMARKS.md). Here each 64-bit draw gives four
+    16-bit uniforms (1.2 ms for that map). An element is dropped with probability
+    q = round(p * 2^16) / 2^16 (0.100006 for p = 0.1) and the kept ones are scaled by
+    1 / (1 - q), so the expectation is x, as in F.dropout. CUDA and compiled code keep
+    F.dropout: their generators (Philox) are fast already. Seeded by torch.manual_seed.
+    """
+    if not training or p in (0.0, 1.0) or x.device.type != "cpu" or torch.compiler.is_compiling():
+        return F.dropout(x, p, training)
+    words = torch.empty(-(-x.numel() // 4), dtype=torch.int64).random_(-2 ** 63, None)  # full 64-bit range
+    uniform16 = words.view(torch.int16)[: x.numel()].view(x.shape)  # uniform on -32768..32767
+    dropped = round(p * 2 ** 16)
+    return x * (uniform16 >= dropped - 2 ** 15).to(x.dtype).mul_(2 ** 16 / (2 ** 16 - dropped))
+
+
 class Embeddings(nn.Module):
     """word + absolute position + token type embeddings, then LayerNorm and dropout."""
 
@@ -96,12 +115,12 @@ class Embeddings(nn.Module):
         self.position = nn.Embedding(c.max_position_embeddings, c.hidden_size)
         self.token_type = nn.Embedding(c.type_vocab_size, c.hidden_size)
         self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.drop = nn.Dropout(c.hidden_dropout_prob)
+        self.p_drop = c.hidden_dropout_prob
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.word(input_ids) + self.token_type(token_type_ids) + self.position(positions)
-        return self.drop(self.norm(x))
+        return dropout(self.norm(x), self.p_drop, self.training)
 
 
 class Layer(nn.Module):
@@ -118,27 +137,29 @@ class Layer(nn.Module):
         self.ffn_in = nn.Linear(c.hidden_size, c.intermediate_size)
         self.ffn_out = nn.Linear(c.intermediate_size, c.hidden_size)
         self.ffn_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.drop = nn.Dropout(c.hidden_dropout_prob)
-        self.attn_dropout = c.attention_probs_dropout_prob
+        self.p_drop = c.hidden_dropout_prob
+        self.p_drop_attn = c.attention_probs_dropout_prob
 
-    def forward(self, x: Tensor, keep: Tensor, explicit: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    def forward(self, x: Tensor, keep: Tensor, maps: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """x [B, L, H]; keep [B, 1, 1, L] bool (True = real key). Returns (x, probs, scores);
-        probs/scores are None unless `explicit` (SDPA never materialises them)."""
+        probs/scores are None unless `maps` (SDPA never materialises them)."""
         B, L, H = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, H // self.heads).permute(2, 0, 3, 1, 4)  # each [B, heads, L, d]
-        probs = scores = None
-        if explicit:
+        drop_attn = self.p_drop_attn if self.training else 0.0
+        # The CPU's SDPA kernel cannot drop attention weights: with dropout it falls back to
+        # this same computation, but with torch's slower mask (see `dropout`).
+        if maps or (drop_attn > 0 and x.device.type == "cpu"):
             scores = q @ k.transpose(-1, -2) / math.sqrt(H // self.heads)
             # finfo.min rather than -inf: a fully padded row then gives uniform weights, not NaN
             probs = scores.masked_fill(~keep, torch.finfo(scores.dtype).min).softmax(dim=-1)
-            context = F.dropout(probs, self.attn_dropout, self.training) @ v
+            context = dropout(probs, drop_attn, self.training) @ v
         else:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=keep,
-                                                     dropout_p=self.attn_dropout if self.training else 0.0)
+            probs = scores = None
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=drop_attn)
         context = context.transpose(1, 2).reshape(B, L, H)
-        x = self.attn_norm(x + self.drop(self.attn_out(context)))
-        x = self.ffn_norm(x + self.drop(self.ffn_out(F.gelu(self.ffn_in(x)))))
-        return x, probs, scores
+        x = self.attn_norm(x + dropout(self.attn_out(context), self.p_drop, self.training))
+        x = self.ffn_norm(x + dropout(self.ffn_out(F.gelu(self.ffn_in(x))), self.p_drop, self.training))
+        return (x, probs, scores) if maps else (x, None, None)
 
 
 class Bert(nn.Module):
@@ -150,7 +171,7 @@ class Bert(nn.Module):
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
-        self.drop = nn.Dropout(config.hidden_dropout_prob)
+        self.p_drop = config.hidden_dropout_prob
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.apply(self._init_weights)
 
@@ -194,5 +215,5 @@ class Bert(nn.Module):
             if hidden_states is not None:
                 hidden_states.append(x)
         pooled = torch.tanh(self.pooler(x[:, 0]))
-        logits = self.classifier(self.drop(pooled))
+        logits = self.classifier(dropout(pooled, self.p_drop, self.training))
         return BertOutput(logits, hidden_states, attentions, scores)

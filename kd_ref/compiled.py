@@ -1,5 +1,6 @@
 """The fast path's model side: compiled teacher and student forwards, CUDA math settings,
-and a count of compiled graphs to check that training never recompiles.
+the CPU allocator setting, and a count of compiled graphs to check that training never
+recompiles.
 
 Why there are no recompiles after warm-up: batching.py gives every batch the same
 number of rows and one of a few bucket lengths, and each model is compiled with
@@ -8,6 +9,8 @@ outputs asked for). After the first pass over each bucket, and the first
 evaluation, nothing compiles again; tests/test_compile.py counts it. Loss
 weights and temperature are tensors (kd_ref/fused.py) for the same reason.
 """
+import ctypes
+
 import torch
 from torch._dynamo.utils import counters
 
@@ -30,6 +33,31 @@ def use_tf32() -> None:
     """fp32 matmuls (an fp32 run, anything outside bf16 autocast) run as TF32 on tensor cores."""
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+
+
+# glibc mallopt parameters (malloc.h) and the values keep_freed_memory sets; glibc reads the
+# same settings from the environment as MALLOC_MMAP_MAX_ and MALLOC_TRIM_THRESHOLD_.
+MALLOPT = {"M_MMAP_MAX": (-4, 0), "M_TRIM_THRESHOLD": (-1, 2 ** 31 - 1)}
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the OS.
+
+    A CPU training step allocates and frees the same large tensors every step (the 47 MB
+    word-embedding gradient of bert-base's vocabulary, attention maps, FFN activations).
+    By default glibc gives blocks above its mmap threshold (which adapts up to 32 MiB) fresh
+    pages from the OS and unmaps them on free, and trims free memory off the top of its heap,
+    so each step writes to new pages and pays a page fault per 4 KiB: zeroing the embedding
+    gradient took 12.6 ms instead of 1.5 ms (BENCHMARKS.md). The CPU tuning guides of PyTorch
+    and of Intel's extension suggest preloading jemalloc or tcmalloc for this; these two
+    settings get the effect without another library. Memory then stays at its high-water mark.
+    Returns False where there is no glibc (the setting is then skipped).
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(param, value) == 1 for param, value in MALLOPT.values())
 
 
 def compile_model(model: torch.nn.Module, *, mode: str | None = None, backend: str = "inductor") -> torch.nn.Module:

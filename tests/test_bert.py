@@ -3,7 +3,7 @@ import pytest
 import torch
 import transformers
 
-from kd_ref.bert import Bert, BertConfig
+from kd_ref.bert import Bert, BertConfig, dropout
 from kd_ref.checkpoint import load_bert
 from kd_ref.errors import KdError
 
@@ -70,6 +70,51 @@ def test_parity_with_transformers(tmp_path, name, train):
         scores = out.scores[l]
         assert scores.abs().max() < 100
         assert max_diff(scores.masked_fill(pad, float("-inf")).softmax(-1), ref.attentions[l - 1]) < TOL
+
+
+def test_cpu_training_path_matches_transformers(tmp_path):
+    """In training on the CPU, attention dropout moves every layer to the explicit path
+    (kd_ref.bert.dropout, not SDPA's fallback). With a probability too small to drop anything
+    (round(p * 2^16) = 0) it must give HF's dropout-free values, and maps only where asked."""
+    hf, ours = hf_model(tmp_path, **CONFIGS["odd"])
+    for m in ours.modules():
+        for name in ("p_drop", "p_drop_attn"):
+            if hasattr(m, name):
+                setattr(m, name, 1e-9)
+    hf.train(), ours.train()
+    ids, mask, types = batch()
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
+        out = ours(ids, mask, types, output_hidden_states=True, attention_layers=[2])
+    assert max_diff(out.logits, ref.logits) < TOL
+    assert all(max_diff(a, b) < TOL for a, b in zip(out.hidden_states, ref.hidden_states))
+    assert list(out.attentions) == list(out.scores) == [2]
+
+
+def test_cpu_dropout_mask():
+    """kd_ref.bert.dropout: drop rate q = round(p 2^16) / 2^16 in every one of the four 16-bit
+    lanes of a 64-bit draw (a lane short of random bits would drop too little or too much),
+    kept values scaled by 1 / (1 - q), the same mask in the gradient, seeded by manual_seed."""
+    n, p = 1 << 20, 0.1
+    q = round(p * 2 ** 16) / 2 ** 16
+    x = torch.ones(n, requires_grad=True)
+    torch.manual_seed(0)
+    y = dropout(x, p, True)
+    dropped = y == 0
+    for lane in range(4):
+        rate = dropped[lane::4].float().mean().item()
+        assert abs(rate - q) < 5 * (q * (1 - q) / (n / 4)) ** 0.5, (lane, rate)
+    assert torch.equal(y[~dropped], torch.full_like(y[~dropped], 1 / (1 - q)))
+    g = torch.randn(n)
+    y.backward(g)
+    assert torch.equal(x.grad, g * y.detach())
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x, p, True), y)
+    assert not torch.equal(dropout(x, p, True), y)
+    odd = torch.randn(3, 5, 7)
+    assert dropout(odd, p, True).shape == odd.shape
+    assert dropout(odd, p, False) is odd and torch.equal(dropout(odd, 0.0, True), odd)
+    assert (dropout(odd, 1.0, True) == 0).all()
 
 
 def test_bool_mask_and_default_token_types(tmp_path):

@@ -7,6 +7,9 @@ Backend eager: dynamo captures and guards exactly as with inductor, so the
 recompiles are the same, without the minutes of kernel generation on 2 cores
 (tests/test_fused.py runs inductor).
 """
+import subprocess
+import sys
+
 import torch
 
 from kd_ref.batching import make_batches
@@ -92,6 +95,39 @@ def test_no_recompiles_after_warmup():
     with torch.no_grad():
         student(b.input_ids[:, :48], b.attention_mask[:, :48], b.token_type_ids[:, :48])
     assert compile_counts()["graphs"] > warm["graphs"]
+
+
+KEEP_FREED_PROBE = """
+import ctypes, sys, torch
+from kd_ref.compiled import keep_freed_memory
+class MallInfo2(ctypes.Structure):  # glibc >= 2.33
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena ordblks smblks hblks hblkhd usmblks "
+                                                     "fsmblks uordblks fordblks keepcost").split()]
+mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+mallinfo2.restype = MallInfo2
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+x = torch.empty(1 << 24).fill_(1.0)  # 64 MiB: above glibc's largest mmap threshold
+mapped = mallinfo2().hblkhd  # bytes in blocks mapped from the OS on their own
+del x
+print(mapped, mallinfo2().fordblks)  # free bytes malloc kept
+"""
+
+
+def test_keep_freed_memory_keeps_freed_blocks():
+    """glibc's default maps a 64 MiB tensor from the OS on its own and unmaps it on free, so its
+    next allocation starts on fresh pages (page faults); after keep_freed_memory it comes from
+    malloc's heap and stays there when freed, for the next allocation to reuse. Read from
+    mallinfo2 in a subprocess, because the setting holds for the rest of the process."""
+    def probe(mode):
+        done = subprocess.run([sys.executable, "-c", KEEP_FREED_PROBE, mode], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return [int(v) for v in done.stdout.split()]
+    mib64 = 1 << 26
+    mapped, kept = probe("default")
+    assert mapped >= mib64 and kept < mib64
+    mapped, kept = probe("keep")
+    assert mapped < mib64 and kept >= mib64
 
 
 def test_default_compile_follows_the_benchmark():

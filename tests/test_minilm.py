@@ -6,7 +6,10 @@ import transformers
 
 from kd_ref.checkpoint import load_bert
 
-TOL = 1e-4  # observed: at most 2.5e-5 (last layers), fp32 on CPU
+# Compared at real tokens, fp32 on CPU; observed at most 2.5e-5 on an AMD EPYC and 7.4e-6 on an
+# Intel Xeon. Padded positions, which nothing reads, differed by up to 2.1e-4 on the Xeon (HF's own
+# eager and SDPA paths by 9.3e-5 there): their queries see only real keys, but differ in rounding.
+TOL = 1e-4
 
 
 def sentence_pairs(glue_dir, n_each=16):
@@ -35,6 +38,8 @@ def test_minilm_matches_transformers(minilm_dir, glue_dir):
                         attention_layers=range(1, 7)).hidden_states
         fused = ours(enc["input_ids"], mask, enc["token_type_ids"], output_hidden_states=True).hidden_states
     assert len(theirs) == len(explicit) == len(fused) == 7
+    real = mask.bool()[..., None]
     for l, (h_ref, h_exp, h_sdpa) in enumerate(zip(theirs, explicit, fused)):
-        assert (h_exp - h_ref).abs().max() < TOL, l
-        assert (h_sdpa - h_ref).abs().max() < TOL, l
+        assert torch.isfinite(h_exp).all() and torch.isfinite(h_sdpa).all(), l
+        assert ((h_exp - h_ref).abs() * real).max() < TOL, l
+        assert ((h_sdpa - h_ref).abs() * real).max() < TOL, l
