@@ -91,12 +91,13 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """F.dropout(x, p, training), with a cheaper random mask on the CPU.
 
     torch's CPU dropout draws one Mersenne-Twister number per element (bernoulli_, one
-    thread): 9 ms for one [8, 12, 128, 128] attention map on the 2-core CI machine, over
-    a tenth of the CPU training step (BENCHMARKS.md). Here each 64-bit draw gives four
+    thread): 9 ms for one [8, 12, 128, 128] attention map on a 2-core Xeon, 9% of the CPU
+    training step in a profile (BENCHMARKS.md, Run 4). Here each 64-bit draw gives four
     16-bit uniforms (1.2 ms for that map). An element is dropped with probability
     q = round(p * 2^16) / 2^16 (0.100006 for p = 0.1) and the kept ones are scaled by
-    1 / (1 - q), so the expectation is x, as in F.dropout. CUDA and compiled code keep
-    F.dropout: their generators (Philox) are fast already. Seeded by torch.manual_seed.
+    1 / (1 - q), so the expectation is x, as in F.dropout. CUDA keeps F.dropout (its Philox
+    generator is fast), and so does compiled code, where inductor generates the mask itself.
+    Seeded by torch.manual_seed.
     """
     if not training or p in (0.0, 1.0) or x.device.type != "cpu" or torch.compiler.is_compiling():
         return F.dropout(x, p, training)

@@ -48,7 +48,7 @@ def keep_freed_memory() -> bool:
     By default glibc gives blocks above its mmap threshold (which adapts up to 32 MiB) fresh
     pages from the OS and unmaps them on free, and trims free memory off the top of its heap,
     so each step writes to new pages and pays a page fault per 4 KiB: zeroing the embedding
-    gradient took 12.6 ms instead of 1.5 ms (BENCHMARKS.md). The CPU tuning guides of PyTorch
+    gradient took 12.6 ms instead of 1.5 ms (BENCHMARKS.md, Run 4). The CPU tuning guides of PyTorch
     and of Intel's extension suggest preloading jemalloc or tcmalloc for this; these two
     settings get the effect without another library. Memory then stays at its high-water mark.
     Returns False where there is no glibc (the setting is then skipped).
