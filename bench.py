@@ -87,6 +87,9 @@ def parse_args(argv=None):
     args.dtype = args.dtype or ("bf16" if cuda else "fp32")
     args.batch = args.batch or (32 if cuda else 8)
     args.baseline_variants = args.baseline_variants or ("eager,compiled" if cuda else "eager,eager+keep")
+    known = {"none"} | {kind + keep for kind in ("eager", "compiled") for keep in ("", "+keep")}
+    if unknown := set(args.baseline_variants.split(",")) - known:
+        p.error(f"--baseline-variants: {', '.join(sorted(unknown))} not among {', '.join(sorted(known))}")
     return args
 
 

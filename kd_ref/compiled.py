@@ -44,13 +44,14 @@ def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse instead of handing it back to the OS.
 
     A CPU training step allocates and frees the same large tensors every step (the 47 MB
-    word-embedding gradient of bert-base's vocabulary, attention maps, FFN activations).
-    By default glibc gives blocks above its mmap threshold (which adapts up to 32 MiB) fresh
-    pages from the OS and unmaps them on free, and trims free memory off the top of its heap,
-    so each step writes to new pages and pays a page fault per 4 KiB: zeroing the embedding
-    gradient took 12.6 ms instead of 1.5 ms (BENCHMARKS.md, Run 4). The CPU tuning guides of PyTorch
-    and of Intel's extension suggest preloading jemalloc or tcmalloc for this; these two
-    settings get the effect without another library. Memory then stays at its high-water mark.
+    word-embedding gradient of bert-base's vocabulary, attention maps, FFN activations). By
+    default glibc gives blocks above its mmap threshold (which adapts up to 32 MiB) fresh
+    pages from the OS and unmaps them on free, and trims free memory off the top of its
+    heap, so each step writes to new pages and pays a page fault per 4 KiB: zeroing the
+    embedding gradient took 12.6 ms instead of 1.5 ms (BENCHMARKS.md, Run 4). The CPU tuning
+    guides of PyTorch and of Intel's extension suggest preloading jemalloc or tcmalloc for
+    this; these two settings get the effect without another library. Memory then stays at
+    its high-water mark.
     Returns False where there is no glibc (the setting is then skipped).
     """
     try:
