@@ -247,7 +247,7 @@ def agent_phase_ms(setup: Setup, b, repeats: int = 5) -> float:
         next_state = agent.raw_state(s_cls, t_cls, k / repeats)
         action = agent.act(next_state, explore=True)
         setup.weights.copy_(action)
-        agent.observe(state, action, 0.01 + agent.exploration_reward(action), next_state, done=False)
+        agent.observe(state, action, 0.01, next_state, done=False)
         sync(device)
         times.append((time.perf_counter() - t0) * 1e3)
         state = next_state

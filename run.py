@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -37,6 +38,7 @@ from kd_ref.distill import DistillConfig, check_config, distill
 from kd_ref.errors import KdError, check_flags
 from kd_ref.evaluate import evaluate, predict_logits, predictions
 from kd_ref.glue import get_task, resolve_data_dir, write_predictions
+from kd_ref.lock import hold_all
 from kd_ref.outputs import JsonlLog, first_change, summarise, versions, write_atomically, write_json
 from kd_ref.report import write_report
 from kd_ref.resume import Checkpoints
@@ -75,6 +77,8 @@ def parse_args(argv=None):
     g.add_argument("--teacher-lr", type=float, default=2e-5)
     g.add_argument("--teacher-batch-size", type=int, default=32)
     g.add_argument("--teacher-seed", type=int, default=42)
+    g.add_argument("--teacher-checkpoints-per-epoch", type=int, default=4,
+                   help="checkpoints of the fine-tuning per epoch, the last at its end; a rerun resumes from them")
     g.add_argument("--teacher-cache-gb", type=float, default=8.0,
                    help="cache teacher outputs when they fit in this many GB, else run the teacher live")
     g = p.add_argument_group("distillation")
@@ -189,7 +193,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
 
 # Flags that may change between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "method", "seeds", "seed",
-                     "checkpoint_every"}
+                     "checkpoint_every", "teacher_checkpoints_per_epoch"}
 
 
 def open_run_dir(args, run_dir: Path, config: dict, checkpoints: Checkpoints) -> str:
@@ -241,19 +245,20 @@ def reward_note(args) -> str:
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    with ExitStack() as locks:  # the folder locks run_main takes (kd_ref/lock.py), let go however it ends
+        run_main(parse_args(argv), locks)
+
+
+def run_main(args, locks: ExitStack):
     device = distributed.setup(pick_device(args.device))
     if not distributed.is_main():
         sys.stdout = open(os.devnull, "w")  # one voice: rank 0 prints, every rank may still raise
     if args.demo:
-        demo_dir = Path(args.out or "runs/demo")
-        if distributed.is_main():
-            write_demo_task(demo_dir / "data", seed=0)
-        distributed.barrier()
+        demo_dir = Path(args.out or ("runs/demo" if args.corrupt == "none" else f"runs/demo-corrupt-{args.corrupt}"))
         args.task, args.data_dir, args.teacher, args.out = "rte", str(demo_dir / "data"), str(demo_dir / "data" / "model"), str(demo_dir)
         # a tiny BERT from random init needs a large learning rate and ~600 steps (see kd_ref/demo.py)
         args.max_len, args.batch_size, args.lr, args.teacher_lr, args.teacher_epochs = 32, 32, 5e-4, 5e-4, 10
-        args.epochs, args.episodes = 3, 2
+        args.epochs = 3
     if not args.task or not args.teacher:
         raise KdError("--task and --teacher are required (or --demo)")
     methods = [m.strip() for m in args.method.split(",")]
@@ -262,6 +267,11 @@ def main(argv=None):
     task = get_task(args.task)
     out = Path(args.out or f"runs/{task.name}")
     out.mkdir(parents=True, exist_ok=True)
+    locks.enter_context(hold_all([out / f"{m}-s{s}" for m in methods for s in seeds], device))  # before any write
+    if args.demo:
+        if distributed.is_main():
+            write_demo_task(out / "data", seed=0)
+        distributed.barrier()
     if args.compile is None:
         args.compile = default_compile(device)
     if device.type == "cuda":
@@ -279,12 +289,13 @@ def main(argv=None):
     train, dev = encode_split(data_dir, task, "train", tokenizer), encode_split(data_dir, task, task.dev_splits[0], tokenizer)
     test_file = data_dir / task.folder / f"{task.test_splits[0]}.tsv"
     test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file.is_file() else None
-    teacher, teacher_dev, teacher_s, teacher_dir = prepare_teacher(args, task, train, dev, out, device)
-    g = layer_map(teacher.config.num_hidden_layers, args.student_layers)
-    print(layer_map_table(g))
-    if args.compile:
-        compile_model(teacher)
-    teacher_view = make_teacher_view(args, teacher, teacher_dir, train, g, device, out)
+    with hold_all([out / "teacher"], device, wait=True):  # shared by every sweep into out: one at a time
+        teacher, teacher_dev, teacher_s, teacher_dir = prepare_teacher(args, task, train, dev, out, device)
+        g = layer_map(teacher.config.num_hidden_layers, args.student_layers)
+        print(layer_map_table(g))
+        if args.compile:
+            compile_model(teacher)
+        teacher_view = make_teacher_view(args, teacher, teacher_dir, train, g, device, out)
     results = [run_one(args, m, s, task, (train, dev, test), teacher, teacher_view, g, device, out, teacher_dev)
                for m in methods for s in seeds]
     summary, table = summarise(results, teacher_dev)
@@ -302,7 +313,8 @@ def check_args(args, methods) -> None:
     config_from(args, AgentConfig, hard=False)  # AgentConfig checks its own fields
     at_least_1 = (lambda v: v >= 1, "at least 1")
     check_flags(args, {"checkpoint_every": at_least_1, "teacher_epochs": at_least_1,
-                       "teacher_batch_size": at_least_1, "student_layers": at_least_1,
+                       "teacher_batch_size": at_least_1, "teacher_checkpoints_per_epoch": at_least_1,
+                       "student_layers": at_least_1,
                        "student_hidden": at_least_1, "teacher_lr": (lambda v: 0 < v < math.inf, "a positive number"),
                        "teacher_cache_gb": (lambda v: v >= 0, "0 or more"),
                        "reward_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),

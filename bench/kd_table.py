@@ -7,9 +7,9 @@ only) and prints, per task, the teacher's dev score and, per method, the mean an
 sample standard deviation over seeds of each dev metric and of the wall time,
 with the flags the runs were made with, and the knowledge weights (FinK, ResK,
 FeaK, RelK) the final runs applied, averaged over their phases and seeds. Each
-method is also compared with finetune on the task's main metric, paired by seed
-(same seed, same data order): mean and sd of the per-seed difference, and on how
-many seeds the method came out ahead. Nothing is run here: the commands are in
+method is also compared with finetune and with all on the task's main metric,
+paired by seed (same seed, same data order): mean and sd of the per-seed
+difference, and on how many seeds the method came out ahead. Nothing is run here: the commands are in
 the results file that quotes this table.
 """
 import json
@@ -19,7 +19,8 @@ from pathlib import Path
 
 ORDER = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-hard", "ksm-soft")
 SHOWN_FLAGS = ("teacher_seed", "student_layers", "epochs", "episodes", "phases_per_epoch", "lr", "batch_size",
-               "max_len", "teacher_epochs", "teacher_lr", "reward_split", "loss_norm")
+               "max_len", "teacher_epochs", "teacher_lr", "reward_split", "loss_norm", "action_norm", "episode_fraction",
+               "reward_baseline", "lr_actor", "critic_weight_decay", "corrupt")
 
 
 def mean_std(values, scale=100.0, digits=2) -> str:
@@ -35,9 +36,9 @@ def final_weights(run_dir: Path) -> list[float]:
 
 
 def versus(mine: list[dict], baseline: dict, main: str) -> str:
-    """Per-seed difference from finetune on the main metric, over the seeds both have."""
+    """Per-seed difference from a baseline method's runs ({seed: main metric}), over the seeds both have."""
     diffs = [m["dev"][main] - baseline[m["seed"]] for m in mine if m["seed"] in baseline]
-    if not diffs or mine[0]["method"] == "finetune":
+    if not diffs:
         return ""
     ahead = sum(d > 0 for d in diffs)
     return f"{'+' if statistics.mean(diffs) >= 0 else ''}{mean_std(diffs)} ({ahead}/{len(diffs)} ahead)"
@@ -56,11 +57,11 @@ def table(folder: Path) -> list[str]:
     keys = list(first["dev"])
     main = first["main_metric"]
     teacher = " / ".join(f"{k} {100 * first['teacher_dev'][k]:.2f}" for k in keys)
-    flags = ", ".join(f"--{f.replace('_', '-')} {config['args'][f]}" for f in SHOWN_FLAGS)
+    flags = ", ".join(f"--{f.replace('_', '-')} {config['args'].get(f, '(default)')}" for f in SHOWN_FLAGS)
     out = [f"### {first['task']} ({folder})", "", f"Teacher dev: {teacher}. Flags: {flags}.", "",
-           "| method | seeds | " + " | ".join(keys) + f" | Δ {main} vs finetune, paired | final weights Fin/Res/Fea/Rel"
-           " | wall s per run |", "|---" * (len(keys) + 5) + "|"]
-    baseline = {m["seed"]: m["dev"][main] for m, _ in runs if m["method"] == "finetune"}
+           "| method | seeds | " + " | ".join(keys) + f" | Δ {main} vs finetune, paired | Δ vs all, paired"
+           " | final weights Fin/Res/Fea/Rel | wall s per run |", "|---" * (len(keys) + 6) + "|"]
+    baselines = {b: {m["seed"]: m["dev"][main] for m, _ in runs if m["method"] == b} for b in ("finetune", "all")}
     methods = sorted({m["method"] for m, _ in runs}, key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
     for method in methods:
         mine = [m for m, _ in runs if m["method"] == method]
@@ -69,8 +70,8 @@ def table(folder: Path) -> list[str]:
         weights = "/".join(f"{statistics.mean(m['weights'][k] for m in mine):.2f}"
                            for k in range(len(mine[0]["weights"])))
         seeds = ",".join(str(m["seed"]) for m in mine)
-        out.append(f"| {method} | {seeds} | " + " | ".join(cells) + f" | {versus(mine, baseline, main)} | {weights}"
-                   f" | {wall} |")
+        versus_cells = [versus(mine, baselines[b], main) if method != b else "" for b in ("finetune", "all")]
+        out.append(f"| {method} | {seeds} | " + " | ".join(cells + versus_cells) + f" | {weights} | {wall} |")
     return out + [""]
 
 

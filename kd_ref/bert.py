@@ -215,6 +215,20 @@ class Bert(nn.Module):
                 attentions[l], scores[l] = probs, layer_scores
             if hidden_states is not None:
                 hidden_states.append(x)
-        pooled = torch.tanh(self.pooler(x[:, 0]))
-        logits = self.classifier(dropout(pooled, self.p_drop, self.training))
-        return BertOutput(logits, hidden_states, attentions, scores)
+        return BertOutput(self.head(x[:, 0]), hidden_states, attentions, scores)
+
+    def head(self, cls: Tensor) -> Tensor:
+        """[B, H] last-layer [CLS] states -> [B, num_labels] fp32 logits: classifier(dropout(tanh(pooler(cls)))).
+
+        Never in bf16: the losses compare student and teacher logits that differ by little near
+        convergence, and logits rounded to bf16 (8 bits) lose that difference (ResK of a student
+        0.05 from its teacher: ~1% off, 0.01 from it: ~15%). Under autocast the head runs in fp64,
+        not fp32, because on CUDA fp32 matmuls run as TF32 (run.py), whose 10-bit inputs still
+        cost ~0.2% at 0.05 (fp32: ~0.01%). It is one [B, H] x [H, H] product: nothing next to the
+        encoder. Outside autocast it runs in the model's dtype, as nn.Linear would.
+        """
+        dtype = torch.float64 if torch.is_autocast_enabled(cls.device.type) else cls.dtype
+        with torch.autocast(cls.device.type, enabled=False):
+            pooled = torch.tanh(F.linear(cls.to(dtype), self.pooler.weight.to(dtype), self.pooler.bias.to(dtype)))
+            pooled = dropout(pooled, self.p_drop, self.training)
+            return F.linear(pooled, self.classifier.weight.to(dtype), self.classifier.bias.to(dtype)).float()

@@ -25,7 +25,9 @@ import torch
 from safetensors import SafetensorError
 
 from kd_ref.bert import Bert, BertConfig
+from kd_ref.disk import disk_full_error
 from kd_ref.errors import KdError
+from kd_ref.outputs import fsync
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -185,15 +187,20 @@ def save_bert(model: Bert, out_dir, tokenizer_dir=None, extra: dict[str, str] | 
     if out.exists() and any(out.iterdir()) and not (out / "config.json").exists():
         raise KdError(f"{out}: exists and is not a checkpoint folder; refusing to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    writes = {"config.json": lambda p: p.write_text(json.dumps(model.config.to_hf_dict(), indent=2) + "\n"),
+              "model.safetensors": lambda p: safetensors.torch.save_file(_to_hf(model), p, metadata={"format": "pt"})}
+    for name in TOKENIZER_FILES:
+        if tokenizer_dir is not None and (Path(tokenizer_dir) / name).is_file():
+            writes[name] = lambda p, src=Path(tokenizer_dir) / name: shutil.copyfile(src, p)
+    for name, text in (extra or {}).items():
+        writes[name] = lambda p, text=text: p.write_text(text)
+    with disk_full_error(out):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        (tmp / "config.json").write_text(json.dumps(model.config.to_hf_dict(), indent=2) + "\n")
-        safetensors.torch.save_file(_to_hf(model), tmp / "model.safetensors", metadata={"format": "pt"})
-        for name in TOKENIZER_FILES:
-            if tokenizer_dir is not None and (Path(tokenizer_dir) / name).is_file():
-                shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
-        for name, text in (extra or {}).items():
-            (tmp / name).write_text(text)
+        for name, write in writes.items():
+            with disk_full_error(out / name):  # a full disk: one line naming the file (kd_ref/disk.py)
+                write(tmp / name)
+                fsync(tmp / name)
         if out.exists():  # a directory cannot be renamed onto a non-empty one: move the old one aside
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.replace(out, old / out.name)

@@ -27,6 +27,7 @@ import string
 from pathlib import Path
 
 from kd_ref.errors import KdError
+from kd_ref.outputs import write_atomically
 
 COLOURS = ["red", "blue", "green", "yellow", "black", "white", "pink", "purple", "brown", "grey"]
 OBJECTS = ["ball", "box", "cup", "hat", "car", "book", "chair", "lamp", "kite", "shoe"]
@@ -94,7 +95,7 @@ def _write_split(path: Path, rows: list[tuple[str, str, bool]], with_label: bool
     for i, (s1, s2, entailed) in enumerate(rows):
         label = ["entailment" if entailed else "not_entailment"] if with_label else []
         lines.append("\t".join([str(i), s1, s2] + label))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_atomically(path, lambda tmp: tmp.write_text("\n".join(lines) + "\n", encoding="utf-8"))
 
 
 def write_demo_task(out_dir, seed: int = 0, n_train: int = 2000, n_dev: int = 300,
@@ -103,7 +104,8 @@ def write_demo_task(out_dir, seed: int = 0, n_train: int = 2000, n_dev: int = 30
 
     Each split is balanced (equal halves, one extra not_entailment when odd), no
     (sentence1, sentence2) pair occurs twice across the splits, and the same seed
-    writes the same files. test.tsv has no label column, as in GLUE.
+    writes the same files. test.tsv has no label column, as in GLUE. Each file appears
+    atomically: demo sweeps sharing a folder rewrite it while another one may be reading it.
     """
     sizes = {"train": n_train, "dev": n_dev, "test": n_test}
     for split, n in sizes.items():
@@ -133,12 +135,13 @@ def write_demo_task(out_dir, seed: int = 0, n_train: int = 2000, n_dev: int = 30
         _write_split(task_dir / f"{split}.tsv", rows, with_label=split != "test")
 
     vocab = vocabulary()
-    (model_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    write_atomically(model_dir / "vocab.txt", lambda tmp: tmp.write_text("\n".join(vocab) + "\n", encoding="utf-8"))
     tokenizer_config = {"do_lower_case": True, "tokenizer_class": "BertTokenizer",
                         "model_max_length": TEACHER_CONFIG["max_position_embeddings"],
                         "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                         "cls_token": "[CLS]", "mask_token": "[MASK]"}
-    (model_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
+    write_atomically(model_dir / "tokenizer_config.json",
+                     lambda tmp: tmp.write_text(json.dumps(tokenizer_config, indent=2) + "\n"))
     config = dict(TEACHER_CONFIG, vocab_size=len(vocab))
-    (model_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_atomically(model_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
     return out_dir

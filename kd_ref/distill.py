@@ -12,13 +12,15 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import distributed
-from .agent import KnowledgeSelectionAgent
-from .errors import KdError, check_flags
+from . import distributed, losses
+from .agent import KnowledgeSelectionAgent, N_KNOWLEDGE
+from .corrupt import CORRUPTIBLE, corrupt_targets
+from .errors import NonFinite, check_flags
 from .evaluate import evaluate, gold_loss
 from .fused import make_fused_loss
 from .optim import make_optimizer
@@ -35,10 +37,28 @@ class DistillConfig:
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup: float = 0.1
+    max_grad_norm: float = 1.0      # the student's and projections' gradient is clipped to this global L2 norm [ours]
     phases_per_epoch: int = 4       # [ours]
-    episodes: int = 3               # E [ours]
+    episodes: int = 4               # E [ours]
+    # [ours] the refinement that eases the computation (method.md "Multi-phase training"): each KSM
+    # episode trains on this fraction of its training rows (a fixed random subset), same epochs and
+    # phases, so an episode costs about this fraction of the final run
+    episode_fraction: float = 0.2
+    # [ours] 'same': every episode sees the same batches and dropout masks, so two episodes' rewards
+    # at one phase differ by what the actions did (common random numbers); 'fresh': a new order each
+    episode_data: str = "same"
     temperature: float = 1.0        # ResK temperature [ours]
-    loss_norm: str = "none"         # 'ema': divide each loss by a detached running mean of itself [ours]
+    # [ours] 'ema': divide each loss by a detached running mean of itself; 'auto': ema for the
+    # selectors that choose weights (random-*, ksm-*), so that a weight means the same for every
+    # knowledge whatever its raw scale, none for the fixed ones (finetune, kd, pkd, all)
+    loss_norm: str = "auto"
+    # [ours] 'sum': the weights a selector chooses (random-*, ksm-*) are scaled to sum to 4 before use,
+    # so that only their ratios act (a common scale acts through Adam's memory and clipping as a
+    # learning-rate change, not as a choice of knowledge); 'none': used as chosen
+    action_norm: str = "sum"
+    # diagnostic [ours]: train against deliberately wrong knowledge of one kind (kd_ref/corrupt.py),
+    # to check that a selector turns it down: 'none', 'resk', 'feak' or 'relk'
+    corrupt: str = "none"
     attk_weight: float = 0.0        # AttK extension, a fixed weight outside the selector [ours]
     # [ours, method.md "Multi-phase training"]: the selector acts again at every step of a phase on
     # that step's state; the phase's transition then holds the mean of the weights it applied
@@ -67,6 +87,22 @@ class LossNorm:
         self.mean = state["mean"]
 
 
+def applied_weights(action, selector, cfg: DistillConfig):
+    """The loss weights an action stands for: with --action-norm sum, a chosen action (random-*, ksm-*)
+    scaled to sum to 4, the sum of `all`'s weights, so that only its ratios act [ours]."""
+    if cfg.action_norm == "sum" and selector.chooses:
+        return action * (N_KNOWLEDGE / action.sum().clamp(min=1e-6))
+    return action
+
+
+def episode_rows(episode_train, fraction: float, seed: int):
+    """The fixed random subset of `fraction` of the rows every KSM episode trains on [ours]."""
+    if fraction >= 1:
+        return episode_train
+    n = max(1, math.ceil(fraction * len(episode_train)))
+    return episode_train.subset(np.sort(np.random.default_rng(seed).permutation(len(episode_train))[:n]))
+
+
 def phase_bounds(total_steps: int, n_phases: int) -> list[int]:
     """Step at which each phase starts, plus total_steps at the end."""
     return [k * total_steps // n_phases for k in range(n_phases + 1)]
@@ -74,7 +110,7 @@ def phase_bounds(total_steps: int, n_phases: int) -> list[int]:
 
 class Trainee(nn.Module):
     """Student and projections W_i as one module: what the optimizer trains, and what
-    DistributedDataParallel wraps so that all their gradients are averaged over ranks."""
+    DistributedDataParallel wraps so that all their gradients are summed over ranks."""
 
     def __init__(self, student, projections):
         super().__init__()
@@ -112,7 +148,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
     bounds = phase_bounds(total, cfg.epochs * min(cfg.phases_per_epoch, len(first)))
     params = list(trainee.parameters())
     opt, sched = make_optimizer(params, cfg.lr, cfg.weight_decay, total, cfg.warmup)
-    norm = LossNorm(cfg.loss_norm)
+    norm = LossNorm("ema" if cfg.loss_norm == "ema" or (cfg.loss_norm == "auto" and selector.chooses) else "none")
     modules = {"student": student, "projections": trainee.projections}
     stateful = {"optimizer": opt, "scheduler": sched, "selector": selector, "loss_norm": norm}
     attention = range(1, len(g)) if cfg.attk_weight else ()
@@ -123,7 +159,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
     if resume is None:
         step, phase, pending = 0, -1, None
-        gold_before = gold_loss(student, reward_batches) if learn else None
+        gold_before = gold_loss(student, reward_batches) if reward_batches is not None else None
     else:
         loop = checkpoints.restore(resume, modules, stateful)
         step, phase, pending, gold_before = loop["step"], loop["phase"], loop["pending"], loop["gold_before"]
@@ -131,8 +167,12 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
 
     def close_phase(next_state, done):
         state, action, record = pending
-        if learn and distributed.is_main():  # the agent lives on rank 0
-            record.update(selector.feedback(state, action, record.pop("reward_task"), next_state, done))
+        if "reward_task" in record and distributed.is_main():  # the agent lives on rank 0
+            if learn:
+                record.update(selector.feedback(state, action, record.pop("reward_task"), next_state, done,
+                                                record["phase"]))
+            else:
+                record.update(selector.judge(state, action, record["reward_task"]))
         log(record)
 
     with Progress(total - step, f"{run} {episode}" if learn else run) as bar:
@@ -159,32 +199,37 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                         action = selector.act(state, explore=learn) if distributed.is_main() else torch.zeros(4)
                         action_t = distributed.from_main(action.to(device, torch.float32))
                         applied.append(action_t.cpu())
+                        weights = applied_weights(action_t, selector, cfg)
+                    logits_t, ht_feak, ht_relk = corrupt_targets(t, cfg.corrupt, regression)
                     # L_t = a1 FinK + a2 ResK + a3 FeaK + a4 RelK (method.md), all in one fused graph
-                    loss, raw = loss_fn(s_out.logits, t.logits, b.labels, b.valid, b.attention_mask, hs, t.hidden,
-                                        action_t / norm.scale(), temperature, feak_mode=selector.feak_mode,
+                    loss, raw = loss_fn(s_out.logits, logits_t, b.labels, b.valid, b.attention_mask, hs, ht_feak,
+                                        weights / norm.scale(), temperature, feak_mode=selector.feak_mode,
                                         regression=regression, scores_s=[s_out.scores[i] for i in attention],
-                                        scores_t=t.scores, attk_weight=attk_weight)
-                raw = distributed.mean_(raw.detach())  # the global batch's losses, for the log and --loss-norm
-                if not (torch.isfinite(loss) and torch.isfinite(raw).all()):  # raw: every rank stops together
-                    raise NonFinite(f"{run} run, episode {episode}, step {step}: loss is {loss.item()} "
+                                        scores_t=t.scores, attk_weight=attk_weight, ht_relk=ht_relk,
+                                        counts=distributed.sum_(losses.counts(b.valid, b.attention_mask)))
+                # each rank's losses are its share of the global batch's (global counts, kd_ref/distributed.py):
+                # summed over ranks, the global values for the log, --loss-norm and the progress bar
+                global_loss, raw = distributed.sum_(torch.cat([loss.detach()[None], raw.detach()])).split([1, len(raw)])
+                if not (torch.isfinite(global_loss) and torch.isfinite(raw).all()):  # every rank stops together
+                    raise NonFinite(f"{run} run, episode {episode}, step {step}: loss is {global_loss.item()} "
                                     f"({parts(raw)}); lower --lr or check the inputs")
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 norm.update(raw)
                 sums = sums + raw
                 step += 1
-                bar.update(loss=loss.item())
+                bar.update(loss=global_loss.item())
                 if step == bounds[phase + 1]:
                     n = bounds[phase + 1] - bounds[phase]
-                    action = torch.stack(applied).mean(0)  # the phase's one action, or the mean of its actions
+                    action = selector.phase_action(applied)  # the phase's one action, or what its actions were
                     record = {"event": "phase", "run": run, "episode": episode, "phase": phase, "step": step,
                               "action": [float(a) for a in action],
                               "losses": dict(zip(KNOWLEDGE, (sums / n).tolist())),
                               "lr": sched.get_last_lr()[0]}
-                    if learn:
+                    if reward_batches is not None:
                         gold_after = gold_loss(student, reward_batches)
                         record["reward_task"] = gold_before - gold_after
                         gold_before = gold_after
@@ -201,10 +246,6 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                                              {"step": step, "phase": phase, "pending": pending,
                                               "gold_before": gold_before})
         close_phase(pending[0], done=True)
-
-
-class NonFinite(KdError):
-    """A NaN or infinite loss or weight: the run stops; its last checkpoint holds the last good state."""
 
 
 def parts(raw) -> str:
@@ -235,11 +276,13 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
         times[key] = times.get(key, 0.0) + time.perf_counter() - t0
 
     if selector.learns and at["run"] == "episode":
+        episode_train = episode_rows(episode_train, cfg.episode_fraction, seed)
         for e in range(at["episode"], cfg.episodes):
             resumed = resume if e == at["episode"] else None
+            e_seed = seed * 100 + (e if cfg.episode_data == "fresh" else 0)
             if resumed is None:
-                torch.manual_seed(seed * 100 + e)
-            timed_run("episodes_s", train=episode_train, seed=seed * 100 + e, run="episode", episode=e,
+                torch.manual_seed(e_seed)
+            timed_run("episodes_s", train=episode_train, seed=e_seed, run="episode", episode=e,
                       learn=True, reward_batches=reward_batches, resume=resumed)
             selector.end_episode()
             student.load_state_dict(start)
@@ -247,7 +290,8 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
     resumed = resume if at["run"] == "final" else None
     if resumed is None:
         torch.manual_seed(seed)
-    timed_run("final_s", train=train, seed=seed, run="final", dev=dev, resume=resumed)
+    timed_run("final_s", train=train, seed=seed, run="final", dev=dev, resume=resumed,
+              reward_batches=reward_batches)
     return times
 
 
@@ -259,6 +303,11 @@ def check_config(cfg: DistillConfig) -> None:
                       "lr": (lambda v: 0 < v < math.inf, "a positive number"),
                       "weight_decay": (lambda v: v >= 0, "0 or more"),
                       "warmup": (lambda v: 0 <= v < 1, "a fraction of the steps in [0, 1)"),
+                      "max_grad_norm": (lambda v: v > 0, "a positive number (inf: no clipping)"),
                       "temperature": (lambda v: 0 < v < math.inf, "a positive number"),
-                      "loss_norm": (lambda v: v in ("none", "ema"), "'none' or 'ema'"),
+                      "loss_norm": (lambda v: v in ("auto", "none", "ema"), "'auto', 'none' or 'ema'"),
+                      "action_norm": (lambda v: v in ("sum", "none"), "'sum' or 'none'"),
+                      "episode_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
+                      "episode_data": (lambda v: v in ("same", "fresh"), "'same' or 'fresh'"),
+                      "corrupt": (lambda v: v in CORRUPTIBLE, "one of " + ", ".join(CORRUPTIBLE)),
                       "attk_weight": (lambda v: v >= 0, "0 or more")})

@@ -5,7 +5,13 @@
 Division of labour (the same in every file that calls these helpers):
 - data: every rank builds the same global batches and keeps its slice of the
   rows of each (kd_ref.batching, shard=(rank, world)); --batch-size is global;
-- gradients: DistributedDataParallel averages them over ranks;
+- losses: every rank divides its sums by the global batch's count of valid rows
+  (real tokens), summed over ranks once per step (kd_ref.losses.counts), so its
+  loss is its share of the global mean. Ranks hold unequal numbers of real
+  tokens, and a bucket's partial last batch leaves the last ranks few or no
+  valid rows; every example still weighs what it weighs in one process;
+- gradients: DistributedDataParallel sums them over ranks (not its default
+  average), so they add up to the one-process gradient of the global batch;
 - sums that decide something (the KSM state, the reward's gold loss, dev logits)
   are summed over ranks with all_reduce, so every rank sees global values;
 - the agent acts on rank 0 and its action is broadcast; only rank 0 writes files.
@@ -53,14 +59,6 @@ def sum_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def mean_(tensor: torch.Tensor) -> torch.Tensor:
-    """Mean over ranks, in place (and returned)."""
-    if world() > 1:
-        dist.all_reduce(tensor)
-        tensor /= world()
-    return tensor
-
-
 def from_main(tensor: torch.Tensor) -> torch.Tensor:
     """Rank 0's value on every rank, in place (and returned)."""
     if world() > 1:
@@ -74,10 +72,19 @@ def barrier() -> None:
 
 
 def wrap(module: torch.nn.Module) -> torch.nn.Module:
-    """DistributedDataParallel over ranks (gradients averaged in backward); the module itself alone."""
+    """DistributedDataParallel over ranks, gradients summed in backward; the module itself alone.
+    Its loss must be a share of the global batch's loss (global counts, module docstring)."""
     if world() == 1:
         return module
-    return torch.nn.parallel.DistributedDataParallel(module)
+    ddp = torch.nn.parallel.DistributedDataParallel(module)
+    ddp.register_comm_hook(None, _sum_gradients)
+    return ddp
+
+
+def _sum_gradients(_, bucket):
+    """DDP's default all-reduce hook (ddp_comm_hooks.default_hooks.allreduce_hook) without its
+    division by the world size."""
+    return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(lambda fut: fut.value()[0])
 
 
 def shutdown() -> None:

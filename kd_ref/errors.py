@@ -10,6 +10,10 @@ class KdError(Exception):
     """Bad input from the user: message is one line, names what is wrong and where."""
 
 
+class NonFinite(KdError):
+    """A NaN or infinite loss or weight: training stops; its last checkpoint holds the last good state."""
+
+
 def check_flags(config, rules: dict) -> None:
     """rules: field name -> (predicate, what it must be). The field is named as its flag."""
     for name, (ok, must) in rules.items():

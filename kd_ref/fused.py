@@ -16,7 +16,8 @@ Why the signature looks the way it does:
   few per cent of a step (see BENCHMARKS.md). A non-finite zero-weighted loss
   therefore makes the total non-finite, where the eager loop would skip it.
 - Masks and means follow losses.py: `valid` marks real rows, attention_mask real
-  tokens, every mean runs over real rows or tokens only.
+  tokens, every mean runs over real rows or tokens only, and `counts` (losses.counts,
+  summed over ranks) gives each mean its global denominator under torchrun.
 """
 import torch
 from torch import Tensor
@@ -40,7 +41,7 @@ def gram_is_cheaper(length: int, width: int, pairs: int) -> bool:
     return 18 * length * (pairs + 1) <= 12 * width * pairs
 
 
-def relk_fast(hs: list[Tensor], ht: list[Tensor], mask: Tensor) -> Tensor:
+def relk_fast(hs: list[Tensor], ht: list[Tensor], mask: Tensor, count: Tensor | None = None) -> Tensor:
     """RelK (method.md item 4), the same value as losses.relk, computed without FSP matrices where cheaper.
 
     With sigma = h_S + h_T and delta = h_S - h_T (padding rows zeroed), for each
@@ -56,7 +57,7 @@ def relk_fast(hs: list[Tensor], ht: list[Tensor], mask: Tensor) -> Tensor:
     S = sigma sigma^T, D = delta delta^T, C = sigma delta^T, each [B, L, L] and
     computed once per state. gram_is_cheaper picks the form.
     Matmuls run in the autocast dtype (bf16 on GPU) and their outputs are upcast
-    before the fp32 reductions.
+    before the fp32 reductions. count: as in losses.relk, the number of valid rows.
     """
     losses._check_layers("relk", hs, ht)
     if len(hs) < 2:
@@ -80,13 +81,14 @@ def relk_fast(hs: list[Tensor], ht: list[Tensor], mask: Tensor) -> Tensor:
                     .float() ** 2).sum(dim=(1, 2)) for i in range(1, pairs + 1)]
     valid = mask.bool().any(-1)
     scale = 4 * n ** 2 * width ** 2  # (2n)^2 from the 1/2 above and G = A^T B / n; D^2 entries per MSE
-    return torch.stack([_valid_mean(s / scale, valid) for s in sq_norm]).mean()
+    return torch.stack([_valid_mean(s / scale, valid, count) for s in sq_norm]).mean()
 
 
 def fused_kd_loss(logits_s: Tensor, logits_t: Tensor, labels: Tensor, valid: Tensor, attention_mask: Tensor,
                   hs: list[Tensor], ht: list[Tensor], weights: Tensor, temperature: Tensor, *,
                   feak_mode: str, regression: bool, scores_s=(), scores_t=(),
-                  attk_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                  attk_weight: Tensor | None = None, ht_relk: list[Tensor] | None = None,
+                  counts: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Every knowledge loss and L = sum_k weights[k] * loss_k (+ attk_weight * AttK), one graph.
 
     logits_s, logits_t [B, C] (C = 1: regression); labels [B]; valid [B] bool;
@@ -95,6 +97,8 @@ def fused_kd_loss(logits_s: Tensor, logits_t: Tensor, labels: Tensor, valid: Ten
     for (FinK, ResK, FeaK, RelK); temperature a 0-d tensor (ResK). AttK is computed
     when attk_weight (0-d tensor) is given, from the pre-softmax scores of the
     mapped layers, scores_s / scores_t, M tensors [B, heads, L, L] each.
+    ht_relk: RelK's teacher states when they are not ht (only run.py --corrupt feak or relk).
+    counts: the denominators of the means, losses.counts of the global batch (default: this batch's).
     Returns (total, raw): total the fp32 scalar to backpropagate, raw the detached
     losses [4] or [5] in the order fink, resk, feak, relk(, attk).
     """
@@ -105,17 +109,18 @@ def fused_kd_loss(logits_s: Tensor, logits_t: Tensor, labels: Tensor, valid: Ten
     if weights.shape != (4,):
         raise KdError(f"fused.py: weights must have shape [4] (fink, resk, feak, relk), got {list(weights.shape)}")
     mask = attention_mask * valid[:, None]
+    rows, tokens, pairs = losses.counts(valid, attention_mask) if counts is None else counts
     if feak_mode == "cls":
-        feak = losses.feak_cls([h[:, 0] for h in hs[1:]], [h[:, 0] for h in ht[1:]], valid)
+        feak = losses.feak_cls([h[:, 0] for h in hs[1:]], [h[:, 0] for h in ht[1:]], valid, rows)
     else:
-        feak = losses.feak(hs[1:], ht[1:], mask)
-    raw = [losses.fink(logits_s, labels, valid), losses.resk(logits_s, logits_t, valid, temperature),
-           feak, relk_fast(hs, ht, mask)]
+        feak = losses.feak(hs[1:], ht[1:], mask, tokens)
+    raw = [losses.fink(logits_s, labels, valid, rows), losses.resk(logits_s, logits_t, valid, temperature, rows),
+           feak, relk_fast(hs, ht if ht_relk is None else ht_relk, mask, rows)]
     total = (weights.float() * torch.stack(raw)).sum()
     if attk_weight is not None:
         if not scores_s:
             raise KdError("fused.py: attk_weight is given but scores_s is empty; ask the student for attention_layers")
-        raw.append(losses.attk(list(scores_s), list(scores_t), mask))
+        raw.append(losses.attk(list(scores_s), list(scores_t), mask, pairs))
         total = total + attk_weight * raw[-1]
     return total, torch.stack(raw).detach()
 

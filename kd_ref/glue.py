@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kd_ref.errors import KdError
+from kd_ref.outputs import write_atomically
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,4 @@ def write_predictions(path, task: Task, predictions) -> None:
         else:
             raise KdError(f"{path}: prediction {i} is class {int(p)}, {task.name} has {len(task.labels)} classes")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: tmp.write_text("\n".join(rows) + "\n", encoding="utf-8"))

@@ -4,7 +4,9 @@ import torch
 
 def make_optimizer(params, lr: float, weight_decay: float, total_steps: int, warmup: float):
     """No decay on biases and LayerNorm weights (every 1-D tensor), as in the BERT recipe.
-    warmup is a fraction of total_steps."""
+    warmup is a fraction of total_steps. Step t (0-based) of T runs at lr * (t + 1) / W while
+    t < W = max(1, floor(warmup * T)), then at lr * (T - t) / (T - W): from lr / W up to lr, and down to
+    lr / (T - W) at the last step, not 0 (README's [ours] table)."""
     params = [p for p in params if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]

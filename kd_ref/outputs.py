@@ -9,17 +9,25 @@ from pathlib import Path
 
 import numpy as np
 
+from .disk import DiskFull, disk_full_error
+
 
 def write_json(path: Path, obj) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 
 
 def write_atomically(path: Path, write) -> None:
-    """write(tmp_path) fills a temporary file, which is fsynced and renamed to path."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    fsync(tmp)
-    os.replace(tmp, path)
+    """write(tmp_path) fills a temporary file, which is fsynced and renamed to path. The temporary
+    name is this process's (sweeps sharing --out both write summary.json) and is removed if
+    writing fails: a full disk leaves the previous file, and a one-line error (kd_ref.disk)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with disk_full_error(path):
+            write(tmp)
+            fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def fsync(path: Path) -> None:
@@ -44,18 +52,27 @@ def first_change(before: dict, now: dict, skip=(), defaults=None) -> tuple | Non
 
 
 class JsonlLog:
-    """log.jsonl: one JSON object per line, flushed as it is written; append=True continues
-    a log (after a resume, kd_ref.resume has cut it back to the checkpoint)."""
+    """log.jsonl: one JSON object per line, handed to the OS as it is written; append=True
+    continues a log (after a resume, kd_ref.resume has cut it back to the checkpoint). A line
+    the disk has no room for is cut off again (DiskFull): the log holds whole lines only."""
 
     def __init__(self, path: Path, append: bool = False):
-        self.file = open(path, "a" if append else "w")
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o644)
 
     def __call__(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        data = (json.dumps(record) + "\n").encode()
+        end = os.lseek(self.fd, 0, os.SEEK_END)
+        try:
+            with disk_full_error(self.path):
+                while data:  # unbuffered: nothing is left to fail in close()
+                    data = data[os.write(self.fd, data):]
+        except DiskFull:
+            os.ftruncate(self.fd, end)
+            raise
 
     def close(self):
-        self.file.close()
+        os.close(self.fd)
 
 
 def versions() -> dict:

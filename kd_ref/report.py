@@ -14,11 +14,11 @@ no plotting package. Log records used (one JSON object per line, others ignored)
 
 import json
 import math
-import os
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from kd_ref.errors import KdError
+from kd_ref.outputs import write_atomically
 
 KNOWLEDGE = ["FinK", "ResK", "FeaK", "RelK"]  # the order of a1..a4 (method.md, "Four kinds of knowledge")
 KNOWLEDGE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
@@ -245,7 +245,4 @@ def write_report(log_path, out_path, title: str, metric: str, teacher_score: flo
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
            f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">\n'
            + _element("title", title) + "\n" + "\n".join(body) + "\n</svg>\n")
-    out_path = Path(out_path)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(svg, encoding="utf-8")
-    os.replace(tmp, out_path)
+    write_atomically(Path(out_path), lambda tmp: tmp.write_text(svg, encoding="utf-8"))

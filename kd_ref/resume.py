@@ -18,7 +18,14 @@ episode and final run, in <run>/checkpoint/:
 
 Writing is atomic: the files go to checkpoint.tmp/ (each fsynced), which then
 replaces checkpoint/ by two renames; a crash at any point leaves a complete
-checkpoint/ or checkpoint.old/, and load() takes whichever is complete.
+checkpoint/ or checkpoint.old/, and load() takes whichever is complete. A disk
+that fills up while writing stops the run with kd_ref.disk.DiskFull, naming the
+file; checkpoint.tmp/ is removed and checkpoint/ stays as it was.
+
+The teacher's fine-tuning keeps its checkpoints the same way, in
+<out>/teacher-checkpoint/ (name='teacher-checkpoint', no log): 'teacher' weights,
+'optimizer', 'scheduler', 'loop' (the step) and 'rng'; its meta.json also holds
+the fine-tuning recipe (kd_ref/teacher_setup.py) and the seconds spent so far.
 
 Bitwise resume: the batches of an epoch are a function of the seed (kd_ref.
 batching), so a resumed run regenerates them and skips the steps already
@@ -34,6 +41,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .disk import disk_full_error
 from .errors import KdError
 from .outputs import fsync
 
@@ -58,15 +66,15 @@ def set_rng_state(state: dict) -> None:
 
 
 class Checkpoints:
-    """The checkpoints of one run folder."""
+    """The checkpoints of one run folder: <run_dir>/<name>/, with log.jsonl's size when log."""
 
-    def __init__(self, run_dir: Path, every: int):
-        self.dir, self.every = Path(run_dir), every
-        self.log_path = self.dir / "log.jsonl"
+    def __init__(self, run_dir: Path, every: int, name: str = "checkpoint", log: bool = True):
+        self.dir, self.every, self.name = Path(run_dir), every, name
+        self.log_path = self.dir / "log.jsonl" if log else None
 
     def complete(self) -> Path | None:
         """The newest folder holding a whole checkpoint, or None."""
-        for name in ("checkpoint", "checkpoint.old"):
+        for name in (self.name, self.name + ".old"):
             if all((self.dir / name / f).is_file() for f in FILES):
                 return self.dir / name
         return None
@@ -80,18 +88,25 @@ class Checkpoints:
     def save(self, meta: dict, modules: dict, stateful: dict, loop: dict) -> None:
         """meta: position and times (JSON); modules: name -> nn.Module (weights); stateful:
         name -> object with state_dict(); loop: the train loop's own variables."""
-        tmp, final, old = (self.dir / n for n in ("checkpoint.tmp", "checkpoint", "checkpoint.old"))
+        tmp, final, old = (self.dir / (self.name + n) for n in (".tmp", "", ".old"))
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         weights = {f"{name}.{k}": v.detach().cpu().contiguous()
                    for name, module in modules.items() for k, v in module.state_dict().items()}
-        save_file(weights, tmp / "weights.safetensors")
         state = {name: obj.state_dict() for name, obj in stateful.items()}
-        torch.save({**state, "loop": loop, "rng": rng_state()}, tmp / "state.pt")
-        log_bytes = self.log_path.stat().st_size if self.log_path.exists() else 0
-        (tmp / "meta.json").write_text(json.dumps({**meta, "log_bytes": log_bytes}, indent=2) + "\n")
-        for name in FILES:
-            fsync(tmp / name)
+        log_bytes = self.log_path.stat().st_size if self.log_path and self.log_path.exists() else 0
+        writes = {"weights.safetensors": lambda p: save_file(weights, p),
+                  "state.pt": lambda p: torch.save({**state, "loop": loop, "rng": rng_state()}, p),
+                  "meta.json": lambda p: p.write_text(json.dumps({**meta, "log_bytes": log_bytes}, indent=2) + "\n")}
+        try:
+            with disk_full_error(final):
+                tmp.mkdir()
+            for name, write in writes.items():
+                with disk_full_error(final / name):
+                    write(tmp / name)
+                    fsync(tmp / name)
+        except BaseException:  # a full disk (or Ctrl-C): no half checkpoint left beside the last good one
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if final.exists():
             shutil.rmtree(old, ignore_errors=True)
             final.rename(old)
@@ -121,6 +136,11 @@ class Checkpoints:
             obj.load_state_dict(ckpt["state"][name])
         set_rng_state(ckpt["state"]["rng"])
         return ckpt["state"]["loop"]
+
+    def remove(self) -> None:
+        """Drop every checkpoint (the teacher's, once the fine-tuned teacher is saved)."""
+        for n in (".tmp", "", ".old"):
+            shutil.rmtree(self.dir / (self.name + n), ignore_errors=True)
 
     def rewind_log(self, ckpt: dict) -> None:
         """Cut log.jsonl back to what it held when the checkpoint was taken: later lines are redone."""

@@ -2,9 +2,9 @@
 
 A selector gives, once per phase, the weights a = (a1, a2, a3, a4) of the
 losses (FinK, ResK, FeaK, RelK) in L = a1 FinK + a2 ResK + a3 FeaK + a4 RelK,
-and hears back the phase's task reward. Only the ksm-* selectors learn from it
-(they need episodes); the others just report it, so every method logs the same
-columns.
+and hears back the phase's task reward. Only the ksm-* selectors learn from it,
+in their episodes (`feedback`); in a final run every selector only reports it
+(`judge`), so every method's final run logs the same reward columns.
 """
 from dataclasses import dataclass, field, replace
 
@@ -30,6 +30,8 @@ class Selector:
     """The interface, and what the selectors that do not learn share."""
 
     learns = False  # True: needs KSM episodes before the final run
+    chooses = False  # True: the weights are chosen per phase (random-*, ksm-*), so --loss-norm auto normalises them
+    hard = False  # True: actions are binary
     feak_mode = "tokens"  # which FeaK the loop computes: 'tokens' (losses.feak) or 'cls' (losses.feak_cls)
 
     def __init__(self, method: str):
@@ -39,10 +41,18 @@ class Selector:
         """[4] weights (a1..a4) for (FinK, ResK, FeaK, RelK) for the coming phase."""
         raise NotImplementedError
 
-    def feedback(self, raw_state: Tensor, action: Tensor, task_reward: float, next_raw_state: Tensor,
-                 done: bool) -> dict:
-        """The phase's reward parts (and, for ksm-*, what learning from them gave)."""
-        return {"reward_task": task_reward, "reward_explore": 0.0, "reward": task_reward}
+    def judge(self, raw_state: Tensor, action: Tensor, task_reward: float) -> dict:
+        """A phase of a run that does not learn (every method's final run): its reward parts, with no
+        exploration reward, and Q(s, a) where there is a critic. The task reward is measured the
+        same way for every method, so it is the yardstick they are compared on."""
+        return {"reward_explore": 0.0, "reward": task_reward}
+
+    def phase_action(self, applied: list[Tensor]) -> Tensor:
+        """The one action a phase stands for when the selector acted at every step (--act-every-step):
+        the mean weights applied, or for binary actions each knowledge's majority (ties on), so
+        that the action stays binary and the hard exploration reward can count repeats."""
+        mean = torch.stack(applied).mean(0)
+        return force_fink((mean >= 0.5).float()) if self.hard else mean
 
     def end_episode(self) -> None:
         pass
@@ -73,6 +83,8 @@ class RandomSelector(Selector):
     selection itself), from its own generator.
     """
 
+    chooses = True
+
     def __init__(self, method: str, hard: bool, seed: int):
         super().__init__(method)
         self.hard = hard
@@ -92,21 +104,24 @@ class RandomSelector(Selector):
 class KsmSelector(Selector):
     """ksm-soft, ksm-hard: the knowledge selection module (kd_ref.agent)."""
 
-    learns = True
+    learns = chooses = True
 
     def __init__(self, method: str, agent: KnowledgeSelectionAgent):
         super().__init__(method)
         self.agent = agent
+        self.hard = agent.config.hard
 
     def act(self, raw_state: Tensor, explore: bool) -> Tensor:
         return self.agent.act(raw_state, explore)
 
     def feedback(self, raw_state: Tensor, action: Tensor, task_reward: float, next_raw_state: Tensor,
-                 done: bool) -> dict:
-        """Adds the exploration reward to the task reward and lets the agent learn from the sum."""
-        explore = self.agent.exploration_reward(action)
-        stats = self.agent.observe(raw_state, action, task_reward + explore, next_raw_state, done)
-        return {"reward_task": task_reward, "reward_explore": explore, "reward": task_reward + explore, **stats}
+                 done: bool, phase: int) -> dict:
+        """A KSM episode's phase: the agent learns from it (kd_ref.agent: exploration reward, phase
+        baseline); returns the reward parts and what learning gave."""
+        return self.agent.observe(raw_state, action, task_reward, next_raw_state, done, phase)
+
+    def judge(self, raw_state: Tensor, action: Tensor, task_reward: float) -> dict:
+        return {**super().judge(raw_state, action, task_reward), "q": self.agent.q_value(raw_state, action)}
 
     def end_episode(self) -> None:
         self.agent.end_episode()

@@ -2,7 +2,8 @@
 student is built and initialised, and the projections between their widths.
 
 method.md, "Four kinds of knowledge": student layer i (1..M) learns from teacher
-layer g(i) = round(i * N / M), with g(0) = 0 for the embedding output [ours].
+layer g(i) = round(i * N / M), with g(0) = 0 for the embedding output [ours];
+halves round up (README's [ours] table): 12 -> 8 gives 2, 3, 5, 6, 8, 9, 11, 12.
 """
 import copy
 import math

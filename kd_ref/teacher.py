@@ -1,37 +1,64 @@
 """The teacher: fine-tuned on the task when it arrives only pre-trained, then
 asked once for everything the student learns from (method.md "Episodes":
 teacher outputs are the same in every episode: cache them)."""
+import math
 from dataclasses import dataclass
 
 import torch
 
 from . import distributed, losses
+from .errors import NonFinite
 from .optim import make_optimizer
 from .progress import Progress
 
 
-def finetune(model, train, *, epochs: int, lr: float, batch_size: int, max_len: int,
-             weight_decay: float, warmup: float, seed: int, device) -> None:
-    """Plain fine-tuning with the gold labels (FinK alone), in place; over all ranks under torchrun."""
+def finetune(model, train, *, epochs: int, lr: float, batch_size: int, max_len: int, weight_decay: float,
+             warmup: float, seed: int, device, checkpoints=None, per_epoch: int = 4, resume=None,
+             meta=dict) -> None:
+    """Plain fine-tuning with the gold labels (FinK alone), in place; over all ranks under torchrun.
+
+    checkpoints (kd_ref.resume.Checkpoints) keeps the whole training state per_epoch times an
+    epoch, the last at its end, so a crash loses at most that much of hours of fine-tuning;
+    meta() gives the rest of its meta.json. With resume, one of those checkpoints, the
+    fine-tuning continues from it as if uninterrupted (bitwise on the CPU): an epoch's batches
+    are a function of the seed, and the weights, optimizer, schedule and RNG states are
+    restored. A NaN or infinite loss or weight stops it (NonFinite), the last checkpoint kept.
+    """
     epoch_batches = lambda epoch: train.batches(batch_size, max_len, shuffle=True, seed=seed * 1000 + epoch,
                                                 shard=distributed.shard())
     first = epoch_batches(0)
-    steps = epochs * len(first)
+    n = len(first)
+    steps = epochs * n
     opt, sched = make_optimizer(model.parameters(), lr, weight_decay, steps, warmup)
+    modules, stateful = {"teacher": model}, {"optimizer": opt, "scheduler": sched}
+    step = checkpoints.restore(resume, modules, stateful)["step"] if resume else 0
+    due = lambda k: k * per_epoch // n > (k - 1) * per_epoch // n  # k: steps into the epoch, 1..n
     trained = distributed.wrap(model)
     model.train()
-    with Progress(steps, "teacher fine-tuning") as bar:
-        for epoch in range(epochs):
-            for b in first if epoch == 0 else epoch_batches(epoch):
+    with Progress(steps - step, "teacher fine-tuning") as bar:
+        for epoch in range(step // n, epochs):
+            for b in (first if epoch == 0 else epoch_batches(epoch))[step - epoch * n:]:
                 b = b.to(device)
+                # this rank's share of the global batch's mean: DDP sums the shares (kd_ref/distributed.py)
                 loss = losses.fink(trained(b.input_ids, b.attention_mask, b.token_type_ids).logits,
-                                   b.labels, b.valid)
+                                   b.labels, b.valid, distributed.sum_(b.valid.sum()))
+                global_loss = distributed.sum_(loss.detach().clone()).item()
+                if not math.isfinite(global_loss):  # every rank sees the global loss: all stop together
+                    raise NonFinite(f"teacher fine-tuning, epoch {epoch}, step {step}: loss is {global_loss}; "
+                                    "lower --teacher-lr or check the inputs")
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # BERT's; --max-grad-norm is the student's
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
-                bar.update(loss=loss.item())
+                step += 1
+                bar.update(loss=global_loss)
+                if checkpoints and due(step - epoch * n):
+                    if not all(torch.isfinite(p).all() for p in model.parameters()):
+                        raise NonFinite(f"teacher fine-tuning, epoch {epoch}, step {step}: non-finite weights")
+                    if distributed.is_main():
+                        checkpoints.save({"step": step, "epoch": epoch, **meta()}, modules, stateful,
+                                         {"step": step})
     model.eval()
 
 
@@ -43,11 +70,23 @@ class TeacherView:
     scores: list                    # pre-softmax attention scores of g(1..M) (AttK only), else []
 
 
+def teacher_forward(teacher, b, dtype, attention_layers=()):
+    """The teacher's forward on a batch, the same whichever path asks (cache or live), so the
+    targets do not depend on --attk-weight or --teacher-cache-gb. dtype is the teacher precision:
+    bfloat16 (run.py on CUDA) runs it under bf16 autocast and keeps its hidden states in bf16, the
+    cache's storage, where an fp32 forward would buy nothing that is kept and would slow the live
+    path (it runs every step); float32 (the CPU) runs and keeps fp32. Logits are fp32 either way:
+    kd_ref.bert computes the head in full precision."""
+    with torch.no_grad(), torch.autocast(b.input_ids.device.type, torch.bfloat16, enabled=dtype == torch.bfloat16):
+        return teacher(b.input_ids, b.attention_mask, b.token_type_ids, output_hidden_states=True,
+                       attention_layers=attention_layers)
+
+
 class TeacherCache:
     """Teacher logits and mapped hidden states for every training row, kept packed:
     each mapped layer is one [total tokens, D] tensor holding only real tokens.
-    Memory: rows * C + tokens * D * (M + 1) numbers in the cache dtype (see nbytes).
-    Attention scores are not cached (L x L per head); AttK runs the teacher live.
+    Memory: rows * C + tokens * D * (M + 1) numbers in the cache dtype (see nbytes), which is
+    also the teacher precision (teacher_forward; logits fp32). Attention scores are not cached (L x L per head); AttK runs the teacher live.
 
     Under torchrun each rank runs the teacher on its shard of the batches and the
     cache is summed over ranks (every row is valid on exactly one rank).
@@ -61,16 +100,15 @@ class TeacherCache:
         d = teacher.config.hidden_size
         self.logits = torch.zeros(n_rows, teacher.config.num_labels, device=device)
         self.hidden = [torch.zeros(int(lengths.sum()), d, device=device, dtype=dtype) for _ in g]
-        with torch.no_grad():
-            for b in batches:
-                b = b.to(device)
-                out = teacher(b.input_ids, b.attention_mask, b.token_type_ids, output_hidden_states=True)
-                rows = b.index[b.valid]
-                self.logits[rows] = out.logits[b.valid].float()
-                real = b.attention_mask[b.valid].bool()
-                pos = self.offsets[rows, None] + torch.arange(real.shape[1], device=device)
-                for cache, layer in zip(self.hidden, g):
-                    cache[pos[real]] = out.hidden_states[layer][b.valid][real].to(dtype)
+        for b in batches:
+            b = b.to(device)
+            out = teacher_forward(teacher, b, dtype)
+            rows = b.index[b.valid]
+            self.logits[rows] = out.logits[b.valid]
+            real = b.attention_mask[b.valid].bool()
+            pos = self.offsets[rows, None] + torch.arange(real.shape[1], device=device)
+            for cache, layer in zip(self.hidden, g):
+                cache[pos[real]] = out.hidden_states[layer][b.valid][real].to(dtype)
         for t in (self.logits, *self.hidden):
             distributed.sum_(t)
 
@@ -103,12 +141,11 @@ class TeacherCache:
         return TeacherView(self.logits[b.index], hidden, [])
 
 
-def live_view(teacher, b, g: list[int], attention: bool) -> TeacherView:
-    """Run the teacher on the batch (used when the cache is off or AttK needs scores)."""
-    with torch.no_grad():
-        out = teacher(b.input_ids, b.attention_mask, b.token_type_ids, output_hidden_states=True,
-                      attention_layers=g[1:] if attention else ())
-    return TeacherView(out.logits.float(), [out.hidden_states[i] for i in g],
+def live_view(teacher, b, g: list[int], attention: bool, dtype) -> TeacherView:
+    """Run the teacher on the batch (used when the cache is off or AttK needs scores): the same
+    forward and the same rounding of the hidden states as TeacherCache with this dtype."""
+    out = teacher_forward(teacher, b, dtype, g[1:] if attention else ())
+    return TeacherView(out.logits, [out.hidden_states[i].to(dtype) for i in g],
                        [out.scores[i] for i in g[1:]] if attention else [])
 
 

@@ -20,6 +20,7 @@ from .errors import KdError
 from .evaluate import evaluate
 from .metrics import task_metrics
 from .outputs import first_change, write_atomically
+from .resume import Checkpoints
 from .teacher import TeacherCache, estimate_cache_bytes, finetune, live_view
 
 
@@ -30,8 +31,9 @@ TEACHER_FLAGS = ("teacher_seed", "teacher_epochs", "teacher_lr", "teacher_batch_
 
 def prepare_teacher(args, task, train, dev, out: Path, device):
     """Load the teacher; fine-tune it first (once, saved under out/teacher) if it has no
-    classifier for the task. Returns (teacher, dev metrics, seconds spent fine-tuning, the folder
-    its weights are in)."""
+    classifier for the task, keeping checkpoints in out/teacher-checkpoint that a rerun resumes
+    from (kd_ref/resume.py) until the teacher is saved. Returns (teacher, dev metrics, seconds
+    spent fine-tuning, over resumes too, the folder its weights are in)."""
     saved = out / "teacher"
     torch.manual_seed(args.teacher_seed)  # a fresh classifier head is drawn while loading
     if args.demo:
@@ -47,18 +49,32 @@ def prepare_teacher(args, task, train, dev, out: Path, device):
         teacher, ready = load_bert(saved, num_labels=task.num_labels)
     teacher.to(device)
     if not ready:
-        print(f"teacher: {args.teacher} has no classifier for {task.name}: fine-tuning it "
-              f"({args.teacher_epochs} epochs, lr {args.teacher_lr}, batch {args.teacher_batch_size})")
+        checkpoints = Checkpoints(out, args.teacher_checkpoints_per_epoch, name="teacher-checkpoint", log=False)
+        resume = checkpoints.load()
+        if resume:
+            refuse_change(resume["meta"]["recipe"], recipe,
+                          f"{checkpoints.complete()} holds a fine-tuning started with",
+                          "rerun with the same flags, or remove that folder to fine-tune from the start")
+            before = resume["meta"]["seconds"]
+            print(f"teacher: resuming its fine-tuning from {checkpoints.complete()} (step {resume['meta']['step']})")
+        else:
+            before = 0.0
+            print(f"teacher: {args.teacher} has no classifier for {task.name}: fine-tuning it "
+                  f"({args.teacher_epochs} epochs, lr {args.teacher_lr}, batch {args.teacher_batch_size})")
         t0 = time.perf_counter()
         finetune(teacher, train, epochs=args.teacher_epochs, lr=args.teacher_lr,
                  batch_size=args.teacher_batch_size, max_len=args.max_len, weight_decay=args.weight_decay,
-                 warmup=args.warmup, seed=args.teacher_seed, device=device)
-        seconds = time.perf_counter() - t0
+                 warmup=args.warmup, seed=args.teacher_seed, device=device, checkpoints=checkpoints,
+                 per_epoch=args.teacher_checkpoints_per_epoch, resume=resume,
+                 meta=lambda: {"recipe": recipe, "seconds": before + time.perf_counter() - t0})
+        seconds = before + time.perf_counter() - t0
         teacher.config.id2label = dict(enumerate(task.labels or ["score"]))
+        distributed.barrier()  # every rank has read its checkpoint (resumed at the last step, no step synced them)
         if distributed.is_main():
             save_bert(teacher.cpu(), saved, tokenizer_dir=args.teacher,
                       extra={"finetune.json": json.dumps(recipe, indent=2) + "\n"})
             teacher.to(device)
+            checkpoints.remove()  # the saved teacher replaces it
         distributed.barrier()
     teacher.eval()
     dev_batches = [b.to(device) for b in dev.batches(args.batch_size, args.max_len, shuffle=False,
@@ -79,12 +95,17 @@ def same_recipe(saved: Path, recipe: dict) -> None:
     except (OSError, ValueError):
         raise KdError(f"{saved} holds a teacher without a readable finetune.json (how it was fine-tuned): "
                       "remove the folder to fine-tune again") from None
+    refuse_change(before, recipe, f"{saved} was fine-tuned with",
+                  "use another --out, or remove that folder to fine-tune again")
+
+
+def refuse_change(before: dict, recipe: dict, what: str, remedy: str) -> None:
+    """A KdError naming the first flag (or the checkpoint or task) in which two recipes differ."""
     change = first_change(before, recipe)
     if change:
         key, old, now = change
         name = f"--{key.replace('_', '-')}" if key in TEACHER_FLAGS else key
-        raise KdError(f"{saved} was fine-tuned with {name} {old} (now {now}): "
-                      "use another --out, or remove that folder to fine-tune again")
+        raise KdError(f"{what} {name} {old} (now {now}): {remedy}")
 
 
 def chance_score(task, labels) -> float:
@@ -98,18 +119,20 @@ def chance_score(task, labels) -> float:
 def make_teacher_view(args, teacher, teacher_dir: Path, train, g, device, out: Path):
     """Cached teacher outputs when they fit in --teacher-cache-gb (and AttK is off), else live.
     The cache is kept in out/teacher-cache.safetensors and reused while its key (teacher weights,
-    training rows, layers, dtype) matches, e.g. after a resume."""
+    training rows, layers, teacher precision) matches, e.g. after a resume. Both paths run the
+    teacher at one precision (kd_ref.teacher.teacher_forward): bf16 on CUDA, fp32 on the CPU."""
     tokens = sum(len(ids) for ids, _ in train.pairs)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     need = estimate_cache_bytes(len(train), tokens, teacher.config.num_labels, teacher.config.hidden_size,
                                 len(g), dtype.itemsize)
     if args.attk_weight or need > args.teacher_cache_gb * 2 ** 30:
         print(f"teacher outputs: run live each step (cache would need {need / 2 ** 30:.2f} GB)")
-        return lambda b: live_view(teacher, b, g, attention=bool(args.attk_weight))
+        return lambda b: live_view(teacher, b, g, attention=bool(args.attk_weight), dtype=dtype)
     weights = teacher_dir / "model.safetensors"
     key = {"teacher": str(weights.resolve()), "teacher_bytes": str(weights.stat().st_size),
            "teacher_mtime_ns": str(weights.stat().st_mtime_ns), "rows": str(len(train)), "tokens": str(tokens),
-           "token_sum": str(sum(sum(ids) for ids, _ in train.pairs)), "layers": str(g), "dtype": str(dtype)}
+           "token_sum": str(sum(sum(ids) for ids, _ in train.pairs)), "layers": str(g), "dtype": str(dtype),
+           "forward": "bf16 autocast" if dtype == torch.bfloat16 else "fp32"}  # older caches lack it: recomputed
     path = out / "teacher-cache.safetensors"
     t0 = time.perf_counter()
     if stored_key(path) == key:

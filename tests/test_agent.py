@@ -12,7 +12,8 @@ RAW = HS + HT + 1
 
 
 def favour_resk(action, g):
-    """Synthetic task reward: ResK (a2) helps, every other knowledge hurts; a little noise."""
+    """Synthetic task reward: ResK (a2) helps, every other knowledge hurts; a little noise. run_phases
+    adds the phase index, a clock term far larger than the action's effect, as on real data."""
     return (action[1] - 0.5 * (action[0] + action[2] + action[3])).item() + 0.01 * torch.randn((), generator=g).item()
 
 
@@ -25,7 +26,8 @@ def run_phases(agent, g, phases, end_every=None):
         explore = agent.exploration_reward(action)
         next_state = torch.randn(RAW, generator=g)
         done = end_every is not None and (k + 1) % end_every == 0
-        stats = agent.observe(state, action, favour_resk(action, g) + explore, next_state, done)
+        phase = k % end_every if end_every else 0
+        stats = agent.observe(state, action, favour_resk(action, g) + phase, next_state, done, phase)
         log.append((action, explore, stats))
         state = next_state
         if done:
@@ -39,10 +41,14 @@ def same_log(a, b):
 
 @pytest.mark.parametrize("hard", [False, True])
 def test_learns_the_favoured_knowledge(hard):
-    # Default config but for a slower noise decay: 12 episodes here, not 3.
-    agent = KnowledgeSelectionAgent(HS, HT, AgentConfig(hard=hard, noise_decay=0.8), seed=0)
+    # 8 episodes of 12 phases with a slower noise decay than the default 4 episodes. Soft: the defaults
+    # otherwise. Hard: a slower actor and DDPG's stronger critic L2 (3e-4, 1e-2), with which the hard
+    # agent finds the subset on this task, where at the defaults it often keeps a harmful FinK on
+    # (AgentConfig.lr_actor, critic_weight_decay: the defaults are chosen for ksm-soft on real runs).
+    hard_settings = {"lr_actor": 3e-4, "critic_weight_decay": 1e-2} if hard else {}
+    agent = KnowledgeSelectionAgent(HS, HT, AgentConfig(hard=hard, noise_decay=0.9, **hard_settings), seed=0)
     g = torch.Generator().manual_seed(1)
-    run_phases(agent, g, phases=96, end_every=8)
+    run_phases(agent, g, phases=96, end_every=12)
     actions = torch.stack([agent.act(torch.randn(RAW, generator=g), explore=False) for _ in range(8)])
     if hard:
         assert (actions == torch.tensor([0.0, 1.0, 0.0, 0.0])).all(), actions
@@ -175,3 +181,35 @@ def test_bad_config_names_the_flag():
         AgentConfig(threshold=1.0)
     with pytest.raises(KdError, match=r"^--gamma 1.5: must be in \[0, 1\)$"):
         AgentConfig(gamma=1.5)
+
+
+def test_phase_baseline_by_hand():
+    """What the agent learns from: (task - mean task reward of that phase index) / rms of those
+    differences, + exploration; 'none' keeps the raw task reward."""
+    for baseline in ("phase", "none"):
+        agent = KnowledgeSelectionAgent(HS, HT, AgentConfig(updates_per_phase=1, reward_baseline=baseline,
+                                                            explore_weight=0.0), seed=0)
+        s = torch.zeros(RAW)
+        for phase, task in ((0, 1.0), (1, 2.0), (0, 3.0), (1, 6.0)):
+            stats = agent.observe(s, torch.rand(4), task, s, False, phase)
+        learned, base, scale = agent.learned_rewards()
+        if baseline == "none":
+            assert learned.tolist() == [1.0, 2.0, 3.0, 6.0] and scale == 1.0
+            continue
+        assert base.tolist() == [2.0, 4.0, 2.0, 4.0]
+        assert scale == pytest.approx(2.5 ** 0.5)
+        torch.testing.assert_close(learned, torch.tensor([-1.0, -2.0, 1.0, 2.0]) / 2.5 ** 0.5)
+        assert stats["reward_learned"] == pytest.approx(2 / 2.5 ** 0.5) and stats["reward_baseline"] == 4.0
+        assert stats["reward"] == 6.0  # the paper's reward: task + exploration, logged beside
+
+
+def test_the_clock_alone_teaches_nothing_with_the_phase_baseline():
+    """Rewards that depend on the phase index only: the learned rewards are all 0 (no action is
+    credited with what the clock did), while the raw ones would be far from 0."""
+    agent = KnowledgeSelectionAgent(HS, HT, AgentConfig(updates_per_phase=1, explore_weight=0.0), seed=0)
+    g = torch.Generator().manual_seed(0)
+    for k in range(12):
+        agent.observe(torch.randn(RAW, generator=g), torch.rand(4, generator=g), [0.8, 0.1, -0.1][k % 3],
+                      torch.randn(RAW, generator=g), False, k % 3)
+    learned, _, _ = agent.learned_rewards()
+    assert learned.abs().max() < 1e-6

@@ -3,6 +3,7 @@ import pytest
 import torch
 import transformers
 
+from kd_ref import losses
 from kd_ref.bert import Bert, BertConfig, dropout
 from kd_ref.checkpoint import load_bert
 from kd_ref.errors import KdError
@@ -167,6 +168,34 @@ def test_compiles_without_graph_breaks():
         assert len(out.hidden_states) == 3 and list(out.scores) == [2]
     ref = model(ids, mask, types, output_hidden_states=True, attention_layers=(2,))
     assert max_diff(out.scores[2], ref.scores[2]) < 1e-6 and max_diff(out.logits, ref.logits) < 1e-6
+
+
+@pytest.mark.parametrize("num_labels", [3, 1])
+def test_autocast_keeps_the_logits_at_full_precision(num_labels):
+    """Under bf16 autocast (run.py on CUDA; the CPU's here) the head must not round the logits to
+    bf16 (2^-9 of a few units): near convergence the losses measure logit differences not much
+    larger. From the autocast forward's own [CLS] state the logits must be the fp32 head's up to
+    fp32 rounding, and ResK against a teacher 0.05 away within 1e-3 of the fp32 path's value
+    (bf16 logits: 0.8% to 12% off on these weights; at a gap of 0.01 fp32's own ResK is only
+    good to ~1e-3). Compiled (fullgraph) it must give the same."""
+    model = Bert(BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, num_labels=num_labels)).eval()
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, 1.0)  # logits of a trained head, a few units, not init's ~0.05
+    ids, mask, types = batch()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    with torch.autocast("cpu", torch.bfloat16):
+        out = model(ids, mask, types, output_hidden_states=True)
+        compiled_logits = compiled(ids, mask, types).logits
+    assert out.logits.dtype == compiled_logits.dtype == torch.float32
+    assert torch.equal(compiled_logits, out.logits)
+    with torch.no_grad():
+        fp32 = model.classifier(torch.tanh(model.pooler(out.hidden_states[-1][:, 0].float())))
+    assert max_diff(out.logits, fp32) < 1e-6
+    teacher = fp32 + 0.05 * torch.randn_like(fp32)
+    valid = torch.ones(len(ids), dtype=torch.bool)
+    assert losses.resk(out.logits, teacher, valid).item() == pytest.approx(losses.resk(fp32, teacher, valid).item(),
+                                                                          rel=1e-3)
 
 
 def test_config_hf_dict():

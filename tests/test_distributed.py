@@ -1,13 +1,14 @@
 """torchrun with 2 gloo processes on the CPU against one process, on the same global batch.
 
-The data are chosen so that the two must agree up to float rounding: every example has
-the same number of tokens and every batch is full, so each rank's share of a per-row
-or per-token mean is exactly half of the global one, and DDP's gradient average equals
-the one-process gradient. Dropout is off (the ranks draw their own masks). What is
-left is summation order, so actions and losses agree to 1e-4 and the dev predictions
-exactly. (With unequal token counts the per-token losses are averaged per rank, as
-in any DDP training; with partial batches a rank can hold only filler rows. Both are
-small, documented differences, not tested here.)
+The data make the ranks unequal in every way the batching allows: examples of 16 to 56
+tokens in two length buckets (32 and 64), so the ranks hold different numbers of real
+tokens, and buckets whose last batch is partial, so the second rank holds fewer valid
+rows than the first, or none (the final run's last batch of each bucket). Each rank
+divides by the global counts and DDP sums the gradients (kd_ref/distributed.py), so the
+two must still agree with one process up to float rounding. Dropout is off (the ranks
+draw their own masks). What is left is summation order: losses agree to 1e-4, actions
+to 1e-3 (the agent learns from tiny rewards and carries their rounding along), and the
+dev predictions exactly. Without the global counts the losses were 12% apart.
 """
 import json
 import os
@@ -25,17 +26,23 @@ from tiny_task import write_tiny_task
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_equal_length_rte(folder: Path, n: dict, seed: int = 0) -> None:
-    """RTE files where every pair is 'the C O is on the P.' / 'the O is C.': 14 tokens, classes balanced."""
+def write_unequal_length_rte(folder: Path, n: dict, seed: int = 0) -> None:
+    """RTE files of pairs 'the C O is on the P.' followed by k more such clauses / 'the O is C.':
+    16 + 8k tokens with [CLS] and [SEP]s; k in 0..2 (the 32-token bucket) for the first 2/3 of each
+    split, 3..5 (the 64-token bucket) for the rest. Classes balanced."""
     rng = random.Random(seed)
+
+    def clause():
+        return f"the {rng.choice(COLOURS)} {rng.choice(OBJECTS)} is on the {rng.choice(PLACES)}."
     for split, count in n.items():
         lines = ["index\tsentence1\tsentence2\tlabel"]
         for i in range(count):
-            colour, obj, place = rng.choice(COLOURS), rng.choice(OBJECTS), rng.choice(PLACES)
+            colour, obj = rng.choice(COLOURS), rng.choice(OBJECTS)
+            k = rng.randrange(3) if i < 2 * count // 3 else 3 + rng.randrange(3)
+            first = " ".join([f"the {colour} {obj} is on the {rng.choice(PLACES)}."] + [clause() for _ in range(k)])
             entailed = i % 2 == 0
             said = colour if entailed else rng.choice([c for c in COLOURS if c != colour])
-            lines.append(f"{i}\tthe {colour} {obj} is on the {place}.\tthe {obj} is {said}.\t"
-                         f"{'entailment' if entailed else 'not_entailment'}")
+            lines.append(f"{i}\t{first}\tthe {obj} is {said}.\t{'entailment' if entailed else 'not_entailment'}")
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
 
 
@@ -44,7 +51,8 @@ def tiny(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("ddp")
     # another task's head (the teacher is fine-tuned first, under DDP too), and no dropout
     write_tiny_task(d, n_train=40, n_dev=20, n_test=10, num_labels=3, dropout=False)
-    write_equal_length_rte(d / "data" / "RTE", {"train": 320, "dev": 64})
+    # 200 + 100 rows: the final run's last batch of each bucket has 8 and 4 rows, all on rank 0
+    write_unequal_length_rte(d / "data" / "RTE", {"train": 300, "dev": 64})
     (d / "data" / "RTE" / "test.tsv").unlink()
     return d
 
@@ -57,9 +65,12 @@ def free_port() -> int:
 
 def test_two_gloo_processes_match_one(tiny, tmp_path):
     flags = ["--task", "rte", "--data-dir", str(tiny / "data"), "--teacher", str(tiny / "teacher"),
-             "--method", "ksm-soft", "--seed", "2", "--max-len", "32", "--batch-size", "32",
+             "--method", "ksm-soft", "--seed", "2", "--max-len", "64", "--batch-size", "32",
              "--teacher-epochs", "1", "--epochs", "2", "--episodes", "2", "--phases-per-epoch", "2",
-             "--lr", "5e-4", "--teacher-lr", "5e-4", "--device", "cpu"]
+             "--lr", "5e-4", "--teacher-lr", "5e-4", "--device", "cpu",
+             # ema would divide by running means near 1e-6 (ResK of a student started from its
+             # teacher) and so blow float rounding up past 1e-4; the raw losses are logged either way
+             "--loss-norm", "none"]
     # loopback only: a CI container's hostname need not resolve to a usable interface
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     subprocess.run([sys.executable, "run.py", *flags, "--out", str(tmp_path / "one")],
@@ -74,7 +85,9 @@ def test_two_gloo_processes_match_one(tiny, tmp_path):
     assert len(logs["one"]) == len(logs["two"]) == 3 * 4  # 2 episodes and the final run, 4 phases each
     for a, b in zip(logs["one"], logs["two"]):
         assert (a["run"], a["episode"], a["phase"], a["step"]) == (b["run"], b["episode"], b["phase"], b["step"])
-        assert a["action"] == pytest.approx(b["action"], abs=1e-4)
+        # the agent learns from rewards of ~1e-4 (gold-loss decreases) and carries their float
+        # rounding into its actions: 1e-4 apart at most here, 1e-3 allowed
+        assert a["action"] == pytest.approx(b["action"], abs=1e-3)
         assert list(a["losses"].values()) == pytest.approx(list(b["losses"].values()), rel=1e-4, abs=1e-6)
         if a["run"] == "episode":
             assert a["reward"] == pytest.approx(b["reward"], rel=1e-3, abs=1e-5)

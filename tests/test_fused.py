@@ -146,3 +146,35 @@ def test_bad_arguments():
     with pytest.raises(KdError, match="scores_s"):
         fn(x["logits_s"], x["logits_t"], x["labels"], VALID, ATTENTION, x["hs"], x["ht"], torch.ones(4),
            torch.tensor(1.0), feak_mode="tokens", regression=False, attk_weight=torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("feak_mode", fused.FEAK_MODES)
+def test_shares_of_the_global_batch_add_up_to_one_process(feak_mode):
+    """Under torchrun each rank holds a slice of the global batch's rows and divides by the global
+    counts (losses.counts summed over ranks): the slices' losses and gradients must add up to the
+    one-process values. Here the slices are as unequal as batching makes them: rank 0 holds 2 valid
+    rows of 7 and 3 tokens, rank 1 one valid row of 8 tokens and a filler row."""
+    attention = torch.tensor([[1] * 7 + [0], [1, 1, 1, 0, 0, 0, 0, 0], [1] * L, [1, 1, 0, 0, 0, 0, 0, 0]])
+    valid = torch.tensor([True, True, True, False])
+    x = {"logits_s": torch.randn(4, C, requires_grad=True), "logits_t": torch.randn(4, C),
+         "labels": torch.tensor([2, 0, 1, -100]),
+         "hs": [torch.randn(4, L, D, requires_grad=True) for _ in range(M + 1)],
+         "ht": [torch.randn(4, L, D) for _ in range(M + 1)],
+         "scores_s": [torch.randn(4, HEADS, L, L, requires_grad=True) for _ in range(M)],
+         "scores_t": [torch.randn(4, HEADS, L, L) for _ in range(M)]}
+    leaves = [x["logits_s"], *x["hs"], *x["scores_s"]]
+
+    def loss(rows, counts=None):
+        part = {k: [t[rows] for t in v] if isinstance(v, list) else v[rows] for k, v in x.items()}
+        return fused.fused_kd_loss(part["logits_s"], part["logits_t"], part["labels"], valid[rows], attention[rows],
+                                   part["hs"], part["ht"], torch.tensor([1.0, 0.5, 0.2, 0.3]), torch.tensor(2.0),
+                                   feak_mode=feak_mode, regression=False, scores_s=part["scores_s"],
+                                   scores_t=part["scores_t"], attk_weight=torch.tensor(0.7), counts=counts)
+    whole, whole_raw = loss(slice(0, 4))
+    ranks = [slice(0, 2), slice(2, 4)]
+    counts = sum(losses.counts(valid[r], attention[r]) for r in ranks)  # what distributed.sum_ gives every rank
+    shares = [loss(r, counts) for r in ranks]
+    assert_rel(sum(raw for _, raw in shares), whole_raw)
+    for g, ref_g in zip(torch.autograd.grad(sum(total for total, _ in shares), leaves),
+                        torch.autograd.grad(whole, leaves)):
+        assert_rel(g, ref_g)

@@ -30,11 +30,14 @@ def test_table_gives_means_sds_and_differences_paired_by_seed(tmp_path):
     lines = kd_table(tmp_path)
     assert lines[2] == "Teacher dev: f1 90.00. Flags: " + ", ".join(
         f"--{f} 1" for f in ("teacher-seed", "student-layers", "epochs", "episodes", "phases-per-epoch", "lr",
-                             "batch-size", "max-len", "teacher-epochs", "teacher-lr", "reward-split", "loss-norm")) + "."
+                             "batch-size", "max-len", "teacher-epochs", "teacher-lr", "reward-split", "loss-norm",
+                             "action-norm", "episode-fraction", "reward-baseline", "lr-actor", "critic-weight-decay",
+                             "corrupt")) + "."
     rows = {line.split(" | ")[0]: line.split(" | ") for line in lines if line.startswith("| ") and "---" not in line}
-    assert rows["| finetune"][1:] == ["1,2,3", "82.00 ± 2.00", "", "1.00/0.00/0.00/0.00", "12 ± 0 |"]
-    # kd - finetune on seeds 1 and 2: +1 and +3 points; episode actions are not the final weights
-    assert rows["| kd"][1:] == ["1,2", "83.00 ± 2.83", "+2.00 ± 1.41 (2/2 ahead)", "0.50/0.50/0.00/0.00", "12 ± 0 |"]
+    assert rows["| finetune"][1:] == ["1,2,3", "82.00 ± 2.00", "", "", "1.00/0.00/0.00/0.00", "12 ± 0 |"]
+    # kd - finetune on seeds 1 and 2: +1 and +3 points; episode actions are not the final weights; no all runs
+    assert rows["| kd"][1:] == ["1,2", "83.00 ± 2.83", "+2.00 ± 1.41 (2/2 ahead)", "", "0.50/0.50/0.00/0.00",
+                                "12 ± 0 |"]
 
 
 def test_empty_folder_says_so(tmp_path):
@@ -45,4 +48,8 @@ def test_empty_folder_says_so(tmp_path):
 def test_difference_sign(tmp_path, f1, expected):
     fake_run(tmp_path, "finetune", 1, 0.80, [1.0, 0.0, 0.0, 0.0])
     fake_run(tmp_path, "all", 1, f1, [1.0, 1.0, 1.0, 1.0])
-    assert expected in kd_table(tmp_path)[-2]
+    fake_run(tmp_path, "ksm-soft", 1, 0.75, [1.0, 0.0, 1.0, 1.0])
+    rows = kd_table(tmp_path)
+    assert expected in rows[-3]  # all vs finetune
+    versus_all = 100 * (0.75 - f1)  # ksm-soft vs all: +5 or -5 points
+    assert f"| {versus_all:+.2f} ± 0.00 ({int(versus_all > 0)}/1 ahead) |" in rows[-2]

@@ -118,7 +118,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, tmp_path, mo
 
     monkeypatch.setattr(run, "make_teacher_view", poisoned)
     with pytest.raises(KdError, match=r"episode run, episode 0, step 8: loss is nan \(fink"):
-        run.main(flags(tiny, tmp_path, "--epochs", "1"))
+        run.main(flags(tiny, tmp_path, "--epochs", "1", "--episode-fraction", "1"))
     kept = Checkpoints(tmp_path / "ksm-soft-s3", 1).load()
     assert kept["meta"]["run"] == "episode" and kept["meta"]["step"] < 8
     assert all(torch.isfinite(w).all() for w in kept["weights"].values())

@@ -1,6 +1,7 @@
 """End to end: run.py on tiny tasks made from the demo generator, a tiny teacher
 whose head is for another task (so it is fine-tuned first), one epoch per run."""
 import json
+import math
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -166,10 +167,11 @@ def test_episodes_never_train_on_the_reward_split(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(distill, "train_student", spy)
     run.main(args(tiny, tmp_path, "--task", "rte", "--method", "ksm-soft", "--episodes", "2"))
-    (r1, train1, reward1), (r2, train2, reward2), (r3, train3, _) = seen
+    (r1, train1, reward1), (r2, train2, reward2), (r3, train3, reward3) = seen
     assert (r1, r2, r3) == ("episode", "episode", "final")
-    assert reward1 and not train1 & reward1 and train1 == train2 and reward1 == reward2
-    assert train3 == train1 | reward1 == set(range(240)), "the final run trains on the whole training set"
+    assert reward1 and not train1 & reward1 and train1 == train2 and reward1 == reward2 == reward3
+    assert len(train1) == math.ceil(0.2 * (240 - len(reward1))), "--episode-fraction 0.2: one fixed subset"
+    assert train3 == set(range(240)), "the final run trains on the whole training set"
 
 
 def test_reward_split_is_stratified_and_disjoint():
@@ -188,17 +190,39 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_demo_runs_the_whole_pipeline_with_no_downloads(tmp_path):
-    """`python run.py --demo`: teacher training, KSM episodes, final run, report, on the embedded task."""
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "--demo", "--out", str(tmp_path / "demo")],
+def demo(out: Path, *flags: str) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "--demo", "--out", str(out), *flags],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def mean_weights(run_dir: Path) -> torch.Tensor:
+    """[4] the knowledge weights the final run chose, averaged over its phases."""
+    return torch.tensor([r["action"] for r in phases(run_dir) if r["run"] == "final"]).mean(0)
+
+
+def test_demo_runs_the_whole_pipeline_and_its_ksm_selects(tmp_path):
+    """`python run.py --demo`: teacher training, KSM episodes, final run, report, on the embedded task;
+    the weights the KSM chose are not four flat lines (issue: some final phase has two weights at
+    least 0.3 apart). Then the same with planted harm, the suite's small version of the check on
+    real data: ResK against reversed teacher logits. `all` applies the harm at full weight; the
+    KSM must turn ResK down to a mean weight of at most 0.2 and end at least as good as `all`."""
+    demo(tmp_path / "demo")
     run_dir = tmp_path / "demo" / "ksm-soft-s1"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["teacher_dev"]["accuracy"] > 0.75, "the demo teacher learns its task"
     assert metrics["dev"]["accuracy"] > 0.7, "and the student learns it from the teacher"
     assert {r["run"] for r in phases(run_dir)} == {"episode", "final"}
     ET.parse(run_dir / "report.svg")
+    final = torch.tensor([r["action"] for r in phases(run_dir) if r["run"] == "final"])
+    assert (final.max(1).values - final.min(1).values).max() >= 0.3, final
+
+    demo(tmp_path / "demo", "--method", "all,ksm-soft", "--corrupt", "resk", "--overwrite")  # teacher reused
+    weights = mean_weights(tmp_path / "demo" / "ksm-soft-s1")
+    assert weights[1] <= 0.2, weights
+    score = {m: json.loads((tmp_path / "demo" / f"{m}-s1" / "metrics.json").read_text())["dev"]["accuracy"]
+             for m in ("all", "ksm-soft")}
+    assert score["ksm-soft"] >= score["all"], score
 
 
 @pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--warmup", "1.5"), ("--gamma", "1.0"), ("--tau", "0.0"),

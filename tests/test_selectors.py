@@ -16,14 +16,18 @@ def make(method, config=SMALL, seed=0):
 
 
 def drive(selector, phases=6, seed=0):
-    """Act and feed back a made-up task reward for some phases; return the actions and feedback."""
+    """Act and report a made-up task reward for some phases (learning from it where the selector
+    learns, two phase indices); return the actions and what each phase reported."""
     g = torch.Generator().manual_seed(seed)
     actions, feedback = [], []
     state = torch.randn(RAW, generator=g)
     for k in range(phases):
         action = selector.act(state, explore=True)
         next_state = torch.randn(RAW, generator=g)
-        feedback.append(selector.feedback(state, action, 0.1 * k, next_state, done=k == phases - 1))
+        if selector.learns:
+            feedback.append(selector.feedback(state, action, 0.1 * k, next_state, k == phases - 1, phase=k % 2))
+        else:
+            feedback.append({"reward_task": 0.1 * k, **selector.judge(state, action, 0.1 * k)})
         actions.append(action)
         state = next_state
     return torch.stack(actions), feedback
@@ -35,7 +39,7 @@ def test_fixed_weights(method, weights):
     selector = make(method, SelectorConfig(alpha=0.3, beta=50.0))
     actions, feedback = drive(selector)
     assert torch.allclose(actions, torch.tensor(weights, dtype=torch.float32).expand(6, 4))
-    assert not selector.learns
+    assert not selector.learns and not selector.chooses
     assert selector.feak_mode == ("cls" if method == "pkd" else "tokens")
     assert feedback[2] == {"reward_task": 0.2, "reward_explore": 0.0, "reward": 0.2}
 
@@ -70,10 +74,15 @@ def test_ksm_learns_and_reports_reward_parts(method):
     actions, feedback = drive(selector)
     if method == "ksm-hard":
         assert ((actions == 0) | (actions == 1)).all()
-    assert set(feedback[3]) == {"reward_task", "reward_explore", "reward", "q", "critic_loss", "actor_loss"}
+    assert set(feedback[3]) == {"reward_task", "reward_explore", "reward", "reward_baseline", "reward_scale",
+                                "reward_learned", "q", "critic_loss", "actor_loss"}
     for part in feedback:
         assert part["reward"] == pytest.approx(part["reward_task"] + part["reward_explore"])
     assert feedback[0]["reward_explore"] == 0.0 and any(f["reward_explore"] != 0 for f in feedback)
+    # phase index 1 has seen task rewards 0.1, 0.3, 0.5 by the sixth phase: its baseline is their mean
+    assert feedback[5]["reward_baseline"] == pytest.approx(0.3)
+    final = selector.judge(torch.zeros(RAW), actions[0], 0.25)
+    assert final["reward"] == 0.25 and final["reward_explore"] == 0.0 and isinstance(final["q"], float)
     sigma = selector.agent.noise_sigma
     selector.end_episode()
     assert selector.agent.noise_sigma < sigma and selector.agent.history == []
@@ -107,3 +116,19 @@ def test_unknown_method_lists_the_choices():
 def test_alpha_out_of_range():
     with pytest.raises(KdError, match="alpha"):
         make("kd", SelectorConfig(alpha=1.5))
+
+
+@pytest.mark.parametrize("method", ["random-hard", "ksm-hard"])
+def test_hard_phase_action_is_the_majority_and_stays_binary(method):
+    """--act-every-step: a hard phase stands for each knowledge's majority, ties on, FinK forced on."""
+    selector = make(method)
+    steps = [torch.tensor(a, dtype=torch.float32) for a in ([0, 1, 1, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0])]
+    assert selector.phase_action(steps).tolist() == [0, 1, 1, 0]  # FeaK: a tie, on
+    assert selector.phase_action(steps[:1] * 3 + [torch.ones(4)]).tolist() == [0, 1, 1, 0]
+    one_each = [torch.eye(4)[i] for i in range(4)]  # every knowledge on in 1 step of 4: all off, FinK forced
+    assert selector.phase_action(one_each).tolist() == [1, 0, 0, 0]
+
+
+def test_soft_phase_action_is_the_mean():
+    steps = [torch.tensor([0.2, 0.4, 0.6, 0.8]), torch.tensor([0.4, 0.4, 0.0, 1.0])]
+    torch.testing.assert_close(make("ksm-soft").phase_action(steps), torch.tensor([0.3, 0.4, 0.3, 0.9]))

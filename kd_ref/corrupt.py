@@ -1,0 +1,30 @@
+"""--corrupt: train against deliberately wrong knowledge of one kind (a diagnostic, [ours]).
+
+A selector that selects should learn to turn a harmful kind of knowledge down.
+Real knowledge is seldom harmful enough to show that on a short run, so this
+plants the harm: one kind of knowledge is replaced by a wrong target, the
+others are left alone, and the run's log shows whether the weight on the
+corrupted kind fell. `all` applies the harm at full weight: the yardstick.
+
+- resk: the teacher's logits with the classes in reverse order (two classes:
+  swapped), or negated for regression (STS-B), so ResK teaches the opposite answer.
+- feak / relk: that loss's teacher states are those of another example of the
+  batch (rows rolled by one), so it teaches features of the wrong sentence.
+  Positions past that example's length hold what the teacher view holds there.
+Nothing else changes: FinK's gold labels, the other losses' targets, and the
+teacher [CLS] the KSM state reads stay clean.
+"""
+from kd_ref.teacher import TeacherView
+
+CORRUPTIBLE = ("none", "resk", "feak", "relk")
+
+
+def corrupt_targets(t: TeacherView, knowledge: str, regression: bool):
+    """(teacher logits for ResK, teacher states for FeaK, teacher states for RelK), one of them wrong."""
+    logits, feak, relk = t.logits, t.hidden, t.hidden
+    if knowledge == "resk":
+        logits = -logits if regression else logits.flip(-1)
+    elif knowledge in ("feak", "relk"):
+        rolled = [h.roll(1, dims=0) for h in t.hidden]
+        feak, relk = (rolled, relk) if knowledge == "feak" else (feak, rolled)
+    return logits, feak, relk
