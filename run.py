@@ -93,7 +93,8 @@ def parse_args(argv=None):
     g.add_argument("--reward-split", default="train", choices=["train", "dev"],
                    help="'train': a held-out part of the training set [ours]; 'dev': the paper's choice, "
                         "marks the results as tuned on dev")
-    g.add_argument("--reward-fraction", type=float, default=0.1, help="size of the held-out reward split")
+    g.add_argument("--reward-fraction", type=float, default=0.05,
+                   help="size of the held-out reward split [ours]: each KSM episode evaluates it at every phase end")
     return p.parse_args(argv)
 
 
@@ -194,6 +195,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
 # Flags that may change between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "method", "seeds", "seed",
                      "checkpoint_every", "teacher_checkpoints_per_epoch"}
+# Flags only the KSM's episodes and agent read: a method without episodes is the same run whatever they are.
+KSM_ONLY = {f.name for f in dataclasses.fields(AgentConfig)} | {"episodes", "episode_fraction", "episode_data"}
 
 
 def open_run_dir(args, run_dir: Path, config: dict, checkpoints: Checkpoints) -> str:
@@ -221,11 +224,12 @@ def open_run_dir(args, run_dir: Path, config: dict, checkpoints: Checkpoints) ->
 
 
 def same_flags(run_dir: Path, config: dict, what: str) -> None:
-    """Reusing or continuing a run needs the flags it was made with. A flag its config.json does
-    not record was added later, with the old behaviour as its default."""
+    """Reusing or continuing a run needs the flags it was made with, but for those its method does
+    not read. A flag its config.json does not record was added later, with the old behaviour as its
+    default."""
     saved = json.loads((run_dir / "config.json").read_text())["args"]
-    change = first_change(saved, json.loads(json.dumps(config["args"])), skip=RESUMABLE_CHANGES,
-                          defaults=vars(parse_args([])))
+    skip = RESUMABLE_CHANGES | (set() if config["method"].startswith("ksm-") else KSM_ONLY)
+    change = first_change(saved, json.loads(json.dumps(config["args"])), skip=skip, defaults=vars(parse_args([])))
     if change:
         flag, old, now = change
         raise KdError(f"{run_dir} holds {what} made with --{flag.replace('_', '-')} {old} (now {now}): "

@@ -20,7 +20,7 @@ from pathlib import Path
 ORDER = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-hard", "ksm-soft")
 SHOWN_FLAGS = ("teacher_seed", "student_layers", "epochs", "episodes", "phases_per_epoch", "lr", "batch_size",
                "max_len", "teacher_epochs", "teacher_lr", "reward_split", "loss_norm", "action_norm", "episode_fraction",
-               "reward_baseline", "lr_actor", "critic_weight_decay", "corrupt")
+               "reward_fraction", "reward_baseline", "lr_actor", "critic_weight_decay", "corrupt")
 
 
 def mean_std(values, scale=100.0, digits=2) -> str:

@@ -2,7 +2,8 @@
 # Does the KSM select? (bench/RESULTS-kd.md, "Knowledge selection that selects")
 #   A: planted harm. ResK is trained against the teacher's logits reversed (negated on STS-B):
 #      all applies it at full weight; ksm-soft and ksm-hard should turn it down.
-#   B: no harm: what the agent chooses, ksm-soft against all paired by seed, and kd for the cost ratio.
+#   B: no harm: what the agent chooses, ksm-soft against all paired by seed; finetune and kd beside,
+#      kd also for the cost ratio.
 # usage: bench/selection.sh TASK [SEEDS] [A|B]   (default seeds 1,2,3, both parts)
 # Needs the task's teacher, fine-tuned once by bench/teachers.sh. One thread per process: run
 # tasks side by side pinned to their own core, e.g. OMP_NUM_THREADS=1 taskset -c 0 bench/selection.sh stsb 1
@@ -15,5 +16,5 @@ if [[ $parts == *A* ]]; then
   python run.py "${common[@]}" --method all,ksm-soft,ksm-hard --corrupt resk --out "runs/select/$task-resk"
 fi
 if [[ $parts == *B* ]]; then
-  python run.py "${common[@]}" --method kd,all,ksm-soft --out "runs/select/$task"
+  python run.py "${common[@]}" --method finetune,kd,all,ksm-soft --out "runs/select/$task"
 fi

@@ -43,7 +43,7 @@ class DistillConfig:
     # [ours] the refinement that eases the computation (method.md "Multi-phase training"): each KSM
     # episode trains on this fraction of its training rows (a fixed random subset), same epochs and
     # phases, so an episode costs about this fraction of the final run
-    episode_fraction: float = 0.2
+    episode_fraction: float = 0.15
     # [ours] 'same': every episode sees the same batches and dropout masks, so two episodes' rewards
     # at one phase differ by what the actions did (common random numbers); 'fresh': a new order each
     episode_data: str = "same"

@@ -31,7 +31,8 @@ def test_table_gives_means_sds_and_differences_paired_by_seed(tmp_path):
     assert lines[2] == "Teacher dev: f1 90.00. Flags: " + ", ".join(
         f"--{f} 1" for f in ("teacher-seed", "student-layers", "epochs", "episodes", "phases-per-epoch", "lr",
                              "batch-size", "max-len", "teacher-epochs", "teacher-lr", "reward-split", "loss-norm",
-                             "action-norm", "episode-fraction", "reward-baseline", "lr-actor", "critic-weight-decay",
+                             "action-norm", "episode-fraction", "reward-fraction", "reward-baseline", "lr-actor",
+                             "critic-weight-decay",
                              "corrupt")) + "."
     rows = {line.split(" | ")[0]: line.split(" | ") for line in lines if line.startswith("| ") and "---" not in line}
     assert rows["| finetune"][1:] == ["1,2,3", "82.00 ± 2.00", "", "", "1.00/0.00/0.00/0.00", "12 ± 0 |"]

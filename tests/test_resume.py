@@ -139,3 +139,16 @@ def test_resume_needs_the_same_flags_and_reuses_finished_runs(tiny, tmp_path):
     with pytest.raises(KdError, match="made with --lr 0.0005 \\(now 0.001\\)"):
         run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1", "--lr", "1e-3"))
     assert load_file(run_dir / "checkpoint" / "weights.safetensors")  # nothing was removed
+
+
+def test_agent_flags_matter_only_to_runs_with_an_agent(tiny, tmp_path):
+    """A finished kd run is the same run whatever the KSM's flags; a ksm run is not."""
+    base = ("--epochs", "1", "--episodes", "1", "--method", "kd,ksm-soft")
+    run.main(flags(tiny, tmp_path, *base))
+    kd = (tmp_path / "kd-s3" / "metrics.json").read_bytes()
+    logged = [json.loads(line) for line in (tmp_path / "kd-s3" / "log.jsonl").read_text().splitlines()]
+    assert all("reward_task" in r and "q" not in r for r in logged)  # every method logs the reward; no agent, no Q
+    with pytest.raises(KdError, match=r"ksm-soft-s3 holds a finished run made with --lr-actor 0.001 \(now 0.01\)"):
+        run.main(flags(tiny, tmp_path, *base, "--lr-actor", "1e-2", "--resume"))
+    run.main(flags(tiny, tmp_path, *base[:-1], "kd", "--lr-actor", "1e-2", "--episode-fraction", "0.5", "--resume"))
+    assert (tmp_path / "kd-s3" / "metrics.json").read_bytes() == kd  # reused, not redone

@@ -75,6 +75,9 @@ def test_ksm_run_leaves_everything_a_paper_needs(tiny, tmp_path):
         assert set(r["losses"]) == {"fink", "resk", "feak", "relk"}
         assert all(0 <= a <= 1 for a in r["action"])
     assert all("dev" in r for r in final)
+    for r in final:  # a final run learns nothing, but logs the same reward columns, and Q
+        assert {"reward", "reward_task", "reward_explore", "q"} <= set(r) and r["reward_explore"] == 0.0
+        assert r["reward"] == r["reward_task"]
     assert len((d / "dev_predictions.tsv").read_text().splitlines()) == 61
     assert len((d / "RTE.tsv").read_text().splitlines()) == 41
     ET.parse(d / "report.svg")
