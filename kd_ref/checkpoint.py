@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from kd_ref.bert import Bert, BertConfig
 from kd_ref.disk import disk_full_error
 from kd_ref.errors import KdError
-from kd_ref.outputs import fsync
+from kd_ref.outputs import default_mode, fsync
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -197,9 +197,11 @@ def save_bert(model: Bert, out_dir, tokenizer_dir=None, extra: dict[str, str] | 
     with disk_full_error(out):
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        default_mode(tmp)
         for name, write in writes.items():
             with disk_full_error(out / name):  # a full disk: one line naming the file (kd_ref/disk.py)
                 write(tmp / name)
+                default_mode(tmp / name)
                 fsync(tmp / name)
         if out.exists():  # a directory cannot be renamed onto a non-empty one: move the old one aside
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
@@ -223,6 +225,7 @@ def convert_bin_to_safetensors(model_dir) -> Path:
     tensors = {k: v.clone().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
     tmp = dst.with_name(dst.name + ".tmp")
     safetensors.torch.save_file(tensors, tmp, metadata={"format": "pt"})
+    default_mode(tmp)
     os.replace(tmp, dst)
     return dst
 

@@ -24,10 +24,20 @@ def write_atomically(path: Path, write) -> None:
     try:
         with disk_full_error(path):
             write(tmp)
+            default_mode(tmp)
             fsync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def default_mode(path: Path) -> None:
+    """Give a file or folder the permissions open() or mkdir() would: 0666 or 0777 less the umask.
+    safetensors writes its files 0600 and mkdtemp makes folders 0700, which would lock the other
+    users of a shared output folder out of its teacher, students and checkpoints."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def fsync(path: Path) -> None:

@@ -43,7 +43,7 @@ from safetensors.torch import load_file, save_file
 
 from .disk import disk_full_error
 from .errors import KdError
-from .outputs import fsync
+from .outputs import default_mode, fsync
 
 FILES = ("meta.json", "weights.safetensors", "state.pt")
 
@@ -103,6 +103,7 @@ class Checkpoints:
             for name, write in writes.items():
                 with disk_full_error(final / name):
                     write(tmp / name)
+                    default_mode(tmp / name)
                     fsync(tmp / name)
         except BaseException:  # a full disk (or Ctrl-C): no half checkpoint left beside the last good one
             shutil.rmtree(tmp, ignore_errors=True)

@@ -199,6 +199,25 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         save_bert(old, tmp_path / "notes")
 
 
+def test_saved_files_take_the_umask_like_any_other_file(tmp_path):
+    """Teachers, students, checkpoints and caches are readable by whoever the umask lets read: a
+    sweep's shared output folder (safetensors writes 0600, mkdtemp makes 0700 by itself)."""
+    from kd_ref.outputs import write_atomically
+    from kd_ref.resume import Checkpoints
+    umask = os.umask(0o022)
+    try:
+        save_bert(Bert(BertConfig(**SIZES)), tmp_path / "teacher")
+        (tmp_path / "run").mkdir()
+        Checkpoints(tmp_path / "run", every=1, log=False).save({}, {"m": torch.nn.Linear(2, 2)}, {}, {})
+        write_atomically(tmp_path / "cache.safetensors",
+                         lambda p: safetensors.torch.save_file({"x": torch.zeros(2)}, p))
+    finally:
+        os.umask(umask)
+    modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in tmp_path.rglob("*")}
+    assert modes["teacher"] == modes["run/checkpoint"] == "0o755", modes
+    assert {m for name, m in modes.items() if not (tmp_path / name).is_dir()} == {"0o644"}, modes
+
+
 def test_convert_bin(tmp_path):
     hf = transformers.BertForPreTraining(hf_config())  # tied MLM decoder: shared storage in the .bin
     state = hf.state_dict()

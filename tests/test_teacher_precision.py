@@ -1,4 +1,5 @@
-"""One teacher precision whichever path gives the distillation targets (README, "Teacher precision").
+"""One teacher precision whichever path gives the distillation targets (README, "Reproducibility":
+"Both paths run the teacher at one precision").
 
 run.py caches the teacher's outputs on the training set once, or, with --attk-weight or beyond
 --teacher-cache-gb, runs the teacher live at every step, inside the training step's autocast.
