@@ -173,7 +173,8 @@ def test_episodes_never_train_on_the_reward_split(tiny, tmp_path, monkeypatch):
     (r1, train1, reward1), (r2, train2, reward2), (r3, train3, reward3) = seen
     assert (r1, r2, r3) == ("episode", "episode", "final")
     assert reward1 and not train1 & reward1 and train1 == train2 and reward1 == reward2 == reward3
-    assert len(train1) == math.ceil(0.2 * (240 - len(reward1))), "--episode-fraction 0.2: one fixed subset"
+    fraction = distill.DistillConfig.episode_fraction  # the default: one fixed subset of this share
+    assert len(train1) == math.ceil(fraction * (240 - len(reward1))), f"--episode-fraction {fraction}"
     assert train3 == set(range(240)), "the final run trains on the whole training set"
 
 
