@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Does the KSM select? (bench/RESULTS-kd.md, "Knowledge selection that selects")
 #   A: planted harm. ResK is trained against the teacher's logits reversed (negated on STS-B):
-#      all applies it at full weight; ksm-soft and ksm-hard should turn it down.
+#      all applies it at full weight; ksm-soft and ksm-hard should turn it down. The control, all with
+#      the KSM's loss normalisation (--loss-norm ema; the chosen weights already sum to 4 like all's),
+#      separates what the choice does from what the normalisation does.
 #   B: no harm: what the agent chooses, ksm-soft against all paired by seed; finetune and kd beside,
 #      kd also for the cost ratio.
 # usage: bench/selection.sh TASK [SEEDS] [A|B]   (default seeds 1,2,3, both parts)
@@ -14,6 +16,7 @@ task=$1 seeds=${2:-1,2,3} parts=${3:-AB}
 common=(--task "$task" --teacher "runs/study/$task/teacher" --student-layers 3 --seeds "$seeds" --resume)
 if [[ $parts == *A* ]]; then
   python run.py "${common[@]}" --method all,ksm-soft,ksm-hard --corrupt resk --out "runs/select/$task-resk"
+  python run.py "${common[@]}" --method all --corrupt resk --loss-norm ema --out "runs/select/$task-resk-ema"
 fi
 if [[ $parts == *B* ]]; then
   python run.py "${common[@]}" --method finetune,kd,all,ksm-soft --out "runs/select/$task"
