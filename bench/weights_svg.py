@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kd_ref.outputs import write_atomically  # noqa: E402
-from kd_ref.report import (KNOWLEDGE, KNOWLEDGE_COLOURS, PLOT_LEFT, PLOT_WIDTH, WIDTH, Axes, _element,  # noqa: E402
-                           legend, line_width, padded_limits, polyline, read_phase_records, rect, text)
+from kd_ref.report import (KNOWLEDGE, KNOWLEDGE_COLOURS, PLOT_LEFT, PLOT_WIDTH, Axes, document, legend,  # noqa: E402
+                           line_width, padded_limits, polyline, read_phase_records)
 
 SELECTING = ("ksm-soft", "ksm-hard", "random-soft", "random-hard")
 PANEL_HEIGHT, PANEL_GAP, TOP = 180, 80, 50
@@ -40,7 +40,7 @@ def panels(folders: list[Path]) -> list[tuple[str, dict[int, dict[int, list[floa
 
 def draw(found, title: str) -> str:
     height = TOP + len(found) * (PANEL_HEIGHT + PANEL_GAP)
-    body = [rect(0, 0, WIDTH, height, fill="#fff"), text(WIDTH / 2, 26, title, size=18, anchor="middle", weight="bold")]
+    body = []
     for row, (label, runs) in enumerate(found):
         phases = sorted({p for actions in runs.values() for p in actions})
         top = TOP + 30 + row * (PANEL_HEIGHT + PANEL_GAP)
@@ -59,9 +59,7 @@ def draw(found, title: str) -> str:
             body += axes.series(shared, means[k], KNOWLEDGE_COLOURS[k], width=line_width(k), cls=f"mean {name}")
         body += legend(PLOT_LEFT + PLOT_WIDTH + 20, top + 10,
                        [(f"a{k + 1} {name}", KNOWLEDGE_COLOURS[k], None) for k, name in enumerate(KNOWLEDGE)])
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-            f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">\n'
-            + _element("title", title) + "\n" + "\n".join(body) + "\n</svg>\n")
+    return document(title, height, body)
 
 
 def main(argv: list[str]) -> None:

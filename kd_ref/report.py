@@ -199,8 +199,7 @@ def write_report(log_path, out_path, title: str, metric: str, teacher_score: flo
     xlim = padded_limits(phases, 0.02, 0.5) if phases else (0.0, 1.0)
     unit_ticks = [0.0, 0.25, 0.5, 0.75, 1.0]
     height = (EPISODES_TOP + EPISODE_PANEL_HEIGHT if episodes else WEIGHTS_TOP + PHASE_PANEL_HEIGHT) + 50
-    body = [rect(0, 0, WIDTH, height, fill="#fff"),
-            text(WIDTH / 2, 26, title, size=18, anchor="middle", weight="bold")]
+    body = []
     legend_left = PLOT_LEFT + PLOT_WIDTH + 20
 
     # 1. dev metric of the final run, teacher dashed
@@ -242,7 +241,13 @@ def write_report(log_path, out_path, title: str, metric: str, teacher_score: flo
             body += panel.series(episodes, [a[k] for a in episode_actions], KNOWLEDGE_COLOURS[k],
                                  width=line_width(k), cls=f"episode {name}")
 
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-           f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">\n'
-           + _element("title", title) + "\n" + "\n".join(body) + "\n</svg>\n")
+    svg = document(title, height, body)
     write_atomically(Path(out_path), lambda tmp: tmp.write_text(svg, encoding="utf-8"))
+
+
+def document(title: str, height: float, body: list[str]) -> str:
+    """The SVG file: a white page WIDTH wide with title on top, then body's elements."""
+    head = [rect(0, 0, WIDTH, height, fill="#fff"), text(WIDTH / 2, 26, title, size=18, anchor="middle", weight="bold")]
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+            f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">\n'
+            + _element("title", title) + "\n" + "\n".join(head + body) + "\n</svg>\n")
