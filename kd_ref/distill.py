@@ -156,6 +156,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
     temperature = torch.tensor(cfg.temperature, device=device)
     attk_weight = torch.tensor(cfg.attk_weight, device=device) if cfg.attk_weight else None
     regression = student.config.num_labels == 1
+    label_range = (float(train.labels.min()), float(train.labels.max())) if regression else None  # --corrupt resk
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
     if resume is None:
         step, phase, pending = 0, -1, None
@@ -200,7 +201,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                         action_t = distributed.from_main(action.to(device, torch.float32))
                         applied.append(action_t.cpu())
                         weights = applied_weights(action_t, selector, cfg)
-                    logits_t, ht_feak, ht_relk = corrupt_targets(t, cfg.corrupt, regression)
+                    logits_t, ht_feak, ht_relk = corrupt_targets(t, cfg.corrupt, label_range)
                     # L_t = a1 FinK + a2 ResK + a3 FeaK + a4 RelK (method.md), all in one fused graph
                     loss, raw = loss_fn(s_out.logits, logits_t, b.labels, b.valid, b.attention_mask, hs, ht_feak,
                                         weights / norm.scale(), temperature, feak_mode=selector.feak_mode,

@@ -35,10 +35,13 @@ def test_table_gives_means_sds_and_differences_paired_by_seed(tmp_path):
                              "critic-weight-decay",
                              "corrupt")) + "."
     rows = {line.split(" | ")[0]: line.split(" | ") for line in lines if line.startswith("| ") and "---" not in line}
-    assert rows["| finetune"][1:] == ["1,2,3", "82.00 ± 2.00", "", "", "1.00/0.00/0.00/0.00", "12 ± 0 |"]
+    # kd's mean (83.0) is above finetune's (82.0): kd is the best fixed baseline; teacher 90
+    assert "| Δ vs best fixed (kd), paired |" in lines[4]
+    assert rows["| finetune"][1:] == ["1,2,3", "82.00 ± 2.00", "91.1%", "", "", "-2.00 ± 1.41 (0/2 ahead)",
+                                      "1.00/0.00/0.00/0.00", "12 ± 0 |"]
     # kd - finetune on seeds 1 and 2: +1 and +3 points; episode actions are not the final weights; no all runs
-    assert rows["| kd"][1:] == ["1,2", "83.00 ± 2.83", "+2.00 ± 1.41 (2/2 ahead)", "", "0.50/0.50/0.00/0.00",
-                                "12 ± 0 |"]
+    assert rows["| kd"][1:] == ["1,2", "83.00 ± 2.83", "92.2%", "+2.00 ± 1.41 (2/2 ahead)", "", "",
+                                "0.50/0.50/0.00/0.00", "12 ± 0 |"]
 
 
 def test_empty_folder_says_so(tmp_path):
@@ -54,3 +57,7 @@ def test_difference_sign(tmp_path, f1, expected):
     assert expected in rows[-3]  # all vs finetune
     versus_all = 100 * (0.75 - f1)  # ksm-soft vs all: +5 or -5 points
     assert f"| {versus_all:+.2f} ± 0.00 ({int(versus_all > 0)}/1 ahead) |" in rows[-2]
+    # best fixed: finetune, above all or tied with it (a tie keeps the first in ORDER); ksm-soft is 5 below it,
+    # as it is below finetune: two cells of -5, three when all ties finetune
+    assert "| Δ vs best fixed (finetune), paired |" in rows[4]
+    assert rows[-2].split(" | ").count("-5.00 ± 0.00 (0/1 ahead)") == (2 if f1 < 0.80 else 3)

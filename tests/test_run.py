@@ -14,6 +14,7 @@ import torch
 import run
 from kd_ref import distill
 from kd_ref.checkpoint import load_bert
+from kd_ref.corrupt import corrupt_targets
 from kd_ref.data import reward_split
 from kd_ref.errors import KdError
 from tiny_task import write_tiny_task
@@ -157,6 +158,18 @@ def test_regression_task_end_to_end(tiny, tmp_path):
     assert len(preds) == 40 and all(np.isfinite(preds))
     episode = [r for r in phases(tmp_path / "ksm-soft-s1") if r["run"] == "episode"]
     assert sum(r["reward_task"] for r in episode) > 0, "the gold MSE on the reward split went down"
+
+
+def test_corrupt_resk_on_regression_reverses_the_training_labels_scale(tiny, tmp_path, monkeypatch):
+    """The tiny STS-B's scores are 1 and 4: ResK's corrupted target is 5 - t (kd_ref/corrupt.py)."""
+    seen = []
+
+    def spy(t, knowledge, label_range):
+        seen.append((knowledge, label_range))
+        return corrupt_targets(t, knowledge, label_range)
+    monkeypatch.setattr(distill, "corrupt_targets", spy)
+    run.main(args(tiny, tmp_path, "--task", "stsb", "--method", "all", "--corrupt", "resk"))
+    assert seen and set(seen) == {("resk", (1.0, 4.0))}
 
 
 def test_episodes_never_train_on_the_reward_split(tiny, tmp_path, monkeypatch):

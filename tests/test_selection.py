@@ -19,16 +19,18 @@ def view(classes=3):
 
 def test_clean_targets_are_the_teacher_view_itself():
     t = view()
-    logits, feak, relk = corrupt_targets(t, "none", regression=False)
+    logits, feak, relk = corrupt_targets(t, "none", None)
     assert logits is t.logits and feak is t.hidden and relk is t.hidden
 
 
-@pytest.mark.parametrize("classes, regression", [(2, False), (3, False), (1, True)])
-def test_corrupt_resk_teaches_the_opposite_answer(classes, regression):
+@pytest.mark.parametrize("classes, label_range", [(2, None), (3, None), (1, (0.0, 5.0))])
+def test_corrupt_resk_teaches_the_opposite_answer(classes, label_range):
     t = view(classes)
-    logits, feak, relk = corrupt_targets(t, "resk", regression)
-    if regression:
-        assert torch.equal(logits, -t.logits)
+    logits, feak, relk = corrupt_targets(t, "resk", label_range)
+    if label_range:  # the scale reversed: 0 <-> 5, 1 <-> 4, the middle stays
+        torch.testing.assert_close(logits, 5.0 - t.logits)
+        assert corrupt_targets(TeacherView(torch.tensor([[0.0], [1.0], [2.5]]), [], []), "resk",
+                               label_range)[0].flatten().tolist() == [5.0, 4.0, 2.5]
     else:
         assert torch.equal(logits, t.logits[:, list(reversed(range(classes)))])
         assert (logits.argmax(-1) != t.logits.argmax(-1)).all() or classes > 2  # two classes: always swapped
@@ -38,7 +40,7 @@ def test_corrupt_resk_teaches_the_opposite_answer(classes, regression):
 @pytest.mark.parametrize("knowledge", ["feak", "relk"])
 def test_corrupt_states_come_from_another_example_for_that_loss_only(knowledge):
     t = view()
-    logits, feak, relk = corrupt_targets(t, knowledge, regression=False)
+    logits, feak, relk = corrupt_targets(t, knowledge, None)
     wrong, clean = (feak, relk) if knowledge == "feak" else (relk, feak)
     assert logits is t.logits and clean is t.hidden
     for w, h in zip(wrong, t.hidden):
