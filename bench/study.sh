@@ -5,7 +5,7 @@
 # One thread per process (OMP_NUM_THREADS=1 taskset -c N); rerun to continue (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-common=(--task "$1" --teacher weights/minilm-l6 --teacher-lr 5e-5 --teacher-epochs 4 --student-layers 3
-        --out "runs/study/$1" --resume)
-python run.py "${common[@]}" --method finetune,kd,all,ksm-soft --seeds 1,2,3,4,5
-python run.py "${common[@]}" --method pkd,random-soft,random-hard,ksm-hard --seeds 1,2,3
+source bench/recipe.sh
+study_flags "$1"
+python run.py "${STUDY[@]}" --method finetune,kd,all,ksm-soft --seeds 1,2,3,4,5
+python run.py "${STUDY[@]}" --method pkd,random-soft,random-hard,ksm-hard --seeds 1,2,3

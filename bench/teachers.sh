@@ -6,5 +6,6 @@
 # usage: bench/teachers.sh TASK
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python run.py --task "$1" --teacher weights/minilm-l6 --teacher-lr 5e-5 --teacher-epochs 4 --student-layers 3 \
-    --method finetune --seeds 1 --out "runs/study/$1" --resume
+source bench/recipe.sh
+study_flags "$1"
+python run.py "${STUDY[@]}" --method finetune --seeds 1
