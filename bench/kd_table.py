@@ -14,6 +14,7 @@ difference, and on how many seeds the method came out ahead. "of teacher" is the
 mean main metric as a percentage of the teacher's. Nothing is run here: the commands are in
 the results file that quotes this table.
 """
+import collections
 import json
 import statistics
 import sys
@@ -38,6 +39,15 @@ def final_weights(run_dir: Path) -> list[float]:
     return [statistics.mean(a[k] for a in actions) for k in range(len(actions[0]))]
 
 
+def flag_values(configs: list[dict], flag: str) -> str:
+    """A flag's value, or each value with its count of runs where the runs were made differently (a run
+    distilled from an already fine-tuned teacher folder keeps the default --teacher-* flags, for one)."""
+    counts = collections.Counter(str(c["args"].get(flag, "(default)")) for c in configs)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return " or ".join(f"{value} ({n} runs)" for value, n in counts.most_common())
+
+
 def versus(mine: list[dict], baseline: dict, main: str) -> str:
     """Per-seed difference from a baseline method's runs ({seed: main metric}), over the seeds both have."""
     diffs = [m["dev"][main] - baseline[m["seed"]] for m in mine if m["seed"] in baseline]
@@ -56,11 +66,11 @@ def table(folder: Path) -> list[str]:
         runs.append((metrics, config))
     if not runs:
         return [f"{folder}: no finished runs", ""]
-    first, config = runs[0]
+    first = runs[0][0]
     keys = list(first["dev"])
     main = first["main_metric"]
     teacher = " / ".join(f"{k} {100 * first['teacher_dev'][k]:.2f}" for k in keys)
-    flags = ", ".join(f"--{f.replace('_', '-')} {config['args'].get(f, '(default)')}" for f in SHOWN_FLAGS)
+    flags = ", ".join(f"--{f.replace('_', '-')} {flag_values([c for _, c in runs], f)}" for f in SHOWN_FLAGS)
     methods = sorted({m["method"] for m, _ in runs}, key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
     by_method = {method: [m for m, _ in runs if m["method"] == method] for method in methods}
     fixed = [method for method in methods if method in FIXED]

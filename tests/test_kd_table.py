@@ -61,3 +61,13 @@ def test_difference_sign(tmp_path, f1, expected):
     # as it is below finetune: two cells of -5, three when all ties finetune
     assert "| Δ vs best fixed (finetune), paired |" in rows[4]
     assert rows[-2].split(" | ").count("-5.00 ± 0.00 (0/1 ahead)") == (2 if f1 < 0.80 else 3)
+
+
+def test_a_flag_the_runs_differ_on_shows_each_value_with_its_count(tmp_path):
+    for seed in (1, 2, 3):
+        fake_run(tmp_path, "kd", seed, 0.8, [0.5, 0.5, 0.0, 0.0])
+    config = tmp_path / "kd-s1" / "config.json"
+    config.write_text(config.read_text().replace('"teacher_lr": 1', '"teacher_lr": 2e-05'))
+    flags = kd_table(tmp_path)[2]
+    assert "--teacher-lr 1 (2 runs) or 2e-05 (1 runs), " in flags
+    assert "--lr 1, " in flags
