@@ -79,6 +79,9 @@ def parse_args(argv=None):
     g.add_argument("--teacher-seed", type=int, default=42)
     g.add_argument("--teacher-checkpoints-per-epoch", type=int, default=4,
                    help="checkpoints of the fine-tuning per epoch, the last at its end; a rerun resumes from them")
+    g.add_argument("--teacher-only", action="store_true",
+                   help="prepare the teacher (fine-tune or load it, score it on dev, cache its outputs) and stop: "
+                        "later runs into the same --out reuse it, or pass --teacher OUT/teacher")
     g.add_argument("--teacher-cache-gb", type=float, default=8.0,
                    help="cache teacher outputs when they fit in this many GB, else run the teacher live")
     g = p.add_argument_group("distillation")
@@ -271,7 +274,8 @@ def run_main(args, locks: ExitStack):
     task = get_task(args.task)
     out = Path(args.out or f"runs/{task.name}")
     out.mkdir(parents=True, exist_ok=True)
-    locks.enter_context(hold_all([out / f"{m}-s{s}" for m in methods for s in seeds], device))  # before any write
+    runs = [] if args.teacher_only else [out / f"{m}-s{s}" for m in methods for s in seeds]
+    locks.enter_context(hold_all(runs, device))  # before any write
     if args.demo:
         if distributed.is_main():
             write_demo_task(out / "data", seed=0)
@@ -300,6 +304,10 @@ def run_main(args, locks: ExitStack):
         if args.compile:
             compile_model(teacher)
         teacher_view = make_teacher_view(args, teacher, teacher_dir, train, g, device, out)
+    if args.teacher_only:
+        print(f"teacher ready: {teacher_dir}, dev {task.main_metric} {teacher_dev[task.main_metric]:.4f}")
+        distributed.shutdown()
+        return
     results = [run_one(args, m, s, task, (train, dev, test), teacher, teacher_view, g, device, out, teacher_dev)
                for m in methods for s in seeds]
     summary, table = summarise(results, teacher_dev)

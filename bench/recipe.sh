@@ -1,9 +1,26 @@
-# The study's recipe (issue 14), in one place for bench/teachers.sh, bench/study.sh and bench/selection.sh:
-# all-MiniLM-L6-v2 fine-tuned by run.py at lr 5e-5 for 4 epochs (why: bench/teachers.sh), 3-layer students,
-# every run in runs/study/TASK. A finished run is reused only with the flags it was made with (run.py
-# --resume), so the three scripts share these flags to share their runs.
+# The study's recipe (issue 14), in one place for bench/teachers.sh and bench/study.sh.
+# Teacher: all-MiniLM-L6-v2 fine-tuned by run.py at lr 5e-5 for 4 epochs (why: bench/teachers.sh), kept in
+# runs/study/TASK/teacher. Students: 3 layers, every run in runs/study/TASK, at the task's student learning
+# rate. A finished run is reused only with the flags it was made with (run.py --resume), so the scripts
+# share these flags to share their runs.
 # usage: source bench/recipe.sh; study_flags TASK; python run.py "${STUDY[@]}" --method ... --seeds ...
+
+# The student learning rates bench/teachers.sh searches: the finetune student, seed 1, scored on dev (the
+# usual recipe search on dev, which favours finetune a little: it chose the rate). STUDENT_LR holds each
+# task's best; bench/RESULTS-kd.md, "The student's learning rate", has the scores.
+LR_GRID=(5e-5 1e-4 2e-4 4e-4)
+declare -A STUDENT_LR=([mrpc]=2e-4 [stsb]=2e-4)
+
+teacher_flags() {
+  TEACHER=(--task "$1" --teacher weights/minilm-l6 --teacher-lr 5e-5 --teacher-epochs 4 --student-layers 3
+           --out "runs/study/$1")
+}
+
 study_flags() {
-  STUDY=(--task "$1" --teacher weights/minilm-l6 --teacher-lr 5e-5 --teacher-epochs 4 --student-layers 3
-         --out "runs/study/$1" --resume)
+  if [[ -z "${STUDENT_LR[$1]:-}" ]]; then
+    echo "bench/recipe.sh: no student learning rate for $1: run bench/teachers.sh $1, then add its best to STUDENT_LR" >&2
+    return 1
+  fi
+  teacher_flags "$1"
+  STUDY=("${TEACHER[@]}" --lr "${STUDENT_LR[$1]}" --resume)
 }

@@ -5,8 +5,9 @@
 #      the KSM's loss normalisation (--loss-norm ema; the chosen weights already sum to 4 like all's),
 #      separates what the choice does from what the normalisation does.
 #   B: no harm: what the agent chooses, ksm-soft against all paired by seed; finetune and kd beside,
-#      kd also for the cost ratio; the same control without harm. These are the study's runs (issue 14):
-#      bench/recipe.sh's flags and folder, so that bench/study.sh reuses them.
+#      kd also for the cost ratio; the same control without harm. Like A, at the default student
+#      learning rate (5e-5), where issue 12 measured it; the study (bench/study.sh) later moved its
+#      students to bench/recipe.sh's rates and keeps its runs apart, in runs/study/TASK.
 # usage: bench/selection.sh TASK [SEEDS] [A|B]   (default seeds 1,2,3, both parts)
 # Needs the task's teacher, fine-tuned once by bench/teachers.sh. One thread per process: run
 # tasks side by side pinned to their own core, e.g. OMP_NUM_THREADS=1 taskset -c 0 bench/selection.sh stsb 1
@@ -20,8 +21,6 @@ if [[ $parts == *A* ]]; then
   python run.py "${common[@]}" --method all --corrupt resk --loss-norm ema --out "runs/select/$task-resk-ema"
 fi
 if [[ $parts == *B* ]]; then
-  source bench/recipe.sh
-  study_flags "$task"
-  python run.py "${STUDY[@]}" --seeds "$seeds" --method all,ksm-soft,kd,finetune
+  python run.py "${common[@]}" --method all,ksm-soft,kd,finetune --out "runs/study-lr5e-5/$task"
   python run.py "${common[@]}" --method all --loss-norm ema --out "runs/select/$task-ema"
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 14's protocol on one task: every method at the default schedule, 3-layer students from the
-# MiniLM teacher of bench/teachers.sh (same --out, so the teacher and its cache are reused).
+# MiniLM teacher of bench/teachers.sh (same --out, so the teacher and its cache are reused), at the
+# student learning rate bench/teachers.sh chose (bench/recipe.sh STUDENT_LR).
 # 5 seeds for finetune, kd, all and ksm-soft; 3 for the others. usage: bench/study.sh TASK
 # One thread per process (OMP_NUM_THREADS=1 taskset -c N); rerun to continue (--resume).
 set -euo pipefail

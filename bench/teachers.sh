@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# The MiniLM teachers of the distillation studies: all-MiniLM-L6-v2 fine-tuned by run.py at lr 5e-5 for
-# 4 epochs (issue 14: a transformers fine-tune at 5e-5 to 1e-4 over 4 epochs reaches about 86.5 F1 on
-# MRPC and 0.85 to 0.86 Pearson on STS-B; the old recipe, 2e-5 for 3 epochs, gave 83.2 and 79.7). The
-# finetune student of seed 1 is trained on the way (default schedule; bench/study.sh reuses it).
-# usage: bench/teachers.sh TASK
+# The MiniLM teacher of the study for one task, and the search for its students' learning rate.
+# Teacher: all-MiniLM-L6-v2 fine-tuned by run.py at lr 5e-5 for 4 epochs, taken as is from issue 14's
+# transformers reference (5e-5 to 1e-4 over 4 epochs reached about 86.5 F1 on MRPC and 0.85 to 0.86 Pearson
+# on STS-B; the old recipe, 2e-5 for 3 epochs, gave 83.2 and 79.7); no search for the teacher.
+# Students: the finetune student of seed 1 at each rate of LR_GRID (bench/recipe.sh), in runs/lr/TASK-RATE;
+# put the best into STUDENT_LR before bench/study.sh TASK.
+# usage: bench/teachers.sh TASK   (one thread: OMP_NUM_THREADS=1 taskset -c N bench/teachers.sh TASK)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/recipe.sh
-study_flags "$1"
-python run.py "${STUDY[@]}" --method finetune --seeds 1
+teacher_flags "$1"
+python run.py "${TEACHER[@]}" --teacher-only
+for lr in "${LR_GRID[@]}"; do
+  python run.py --task "$1" --teacher "runs/study/$1/teacher" --student-layers 3 --method finetune --seeds 1 \
+    --lr "$lr" --out "runs/lr/$1-$lr" --resume
+done

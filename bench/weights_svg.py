@@ -1,6 +1,6 @@
 """One picture of the knowledge weights the selecting methods chose, over the final run's phases.
 
-    python bench/weights_svg.py bench/select/weights.svg bench/study/mrpc bench/study/stsb
+    python bench/weights_svg.py bench/select/weights.svg bench/study-lr5e-5/mrpc bench/study-lr5e-5/stsb
 
 One panel per folder and selecting method (ksm-soft, ksm-hard, random-soft, random-hard) found
 in it as <method>-s<seed>/log.jsonl: thin lines are single seeds, thick lines with dots their

@@ -71,3 +71,13 @@ def test_a_flag_the_runs_differ_on_shows_each_value_with_its_count(tmp_path):
     flags = kd_table(tmp_path)[2]
     assert "--teacher-lr 1 (2 runs) or 2e-05 (1 runs), " in flags
     assert "--lr 1, " in flags
+
+
+def test_lr_table_marks_each_tasks_best_rate(tmp_path):
+    lr_table = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "lr_table.py"))["lr_table"]
+    for task, rate, score in (("stsb", "5e-5", 0.70), ("stsb", "2e-4", 0.80), ("mrpc", "5e-5", 0.79), ("mrpc", "2e-4", 0.78)):
+        fake_run(tmp_path / f"{task}-{rate}", "finetune", 1, score, [1.0, 0.0, 0.0, 0.0])
+    rows = lr_table(tmp_path)
+    assert rows[0] == "| task (teacher) | 5e-5 | 2e-4 | best |"
+    # fake_run writes task mrpc and main metric f1 into every run; the folder names the task
+    assert rows[2:] == ["| mrpc (f1 90.00) | **79.00** | 78.00 | 5e-5 |", "| stsb (f1 90.00) | 70.00 | **80.00** | 2e-4 |"]

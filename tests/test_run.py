@@ -117,6 +117,16 @@ def test_fine_tuned_teacher_is_reused_only_with_the_recipe_it_was_made_with(tiny
     assert not (tmp_path / "all-s1").exists()
 
 
+def test_teacher_only_prepares_the_teacher_that_later_runs_reuse(tiny, tmp_path, capsys):
+    run.main(args(tiny, tmp_path, "--task", "rte", "--teacher-only"))
+    assert "teacher ready: " in capsys.readouterr().out
+    made = sorted(p.name for p in tmp_path.iterdir())
+    assert "teacher" in made and not [name for name in made if "-s" in name or name.startswith("summary")]
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "finetune"))
+    assert "reusing the fine-tuned teacher" in capsys.readouterr().out
+    assert (tmp_path / "finetune-s1" / "metrics.json").is_file()
+
+
 def test_same_seed_same_actions_and_metrics(tiny, tmp_path):
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
         run.main(args(tiny, tmp_path / name, "--task", "rte", "--method", "ksm-hard", "--seed", seed))
