@@ -305,6 +305,9 @@ def run_main(args, locks: ExitStack):
             compile_model(teacher)
         teacher_view = make_teacher_view(args, teacher, teacher_dir, train, g, device, out)
     if args.teacher_only:
+        if distributed.is_main():
+            write_json(out / "teacher.json", {"task": task.name, "teacher": str(teacher_dir), "dev": teacher_dev,
+                                              "finetune_s": teacher_s})
         print(f"teacher ready: {teacher_dir}, dev {task.main_metric} {teacher_dev[task.main_metric]:.4f}")
         distributed.shutdown()
         return

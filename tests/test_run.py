@@ -122,6 +122,8 @@ def test_teacher_only_prepares_the_teacher_that_later_runs_reuse(tiny, tmp_path,
     assert "teacher ready: " in capsys.readouterr().out
     made = sorted(p.name for p in tmp_path.iterdir())
     assert "teacher" in made and not [name for name in made if "-s" in name or name.startswith("summary")]
+    record = json.loads((tmp_path / "teacher.json").read_text())
+    assert record["task"] == "rte" and 0 <= record["dev"]["accuracy"] <= 1 and record["finetune_s"] > 0
     run.main(args(tiny, tmp_path, "--task", "rte", "--method", "finetune"))
     assert "reusing the fine-tuned teacher" in capsys.readouterr().out
     assert (tmp_path / "finetune-s1" / "metrics.json").is_file()
