@@ -7,8 +7,9 @@ only) and prints, per task, the teacher's dev score and, per method, the mean an
 sample standard deviation over seeds of each dev metric and of the wall time,
 with the flags the runs were made with, and the knowledge weights (FinK, ResK,
 FeaK, RelK) the final runs applied, averaged over their phases and seeds. Each
-method is also compared with finetune, with all and with the task's best fixed
-baseline (of finetune, kd, pkd and all, the highest mean main metric) on the main
+method is also compared with finetune, with all, with the task's best fixed
+baseline (of finetune, kd, pkd and all, the highest mean main metric) and with its
+best random one (of random-soft and random-hard: the selection the KSM must beat) on the main
 metric, paired by seed (same seed, same data order): mean and sd of the per-seed
 difference, and on how many seeds the method came out ahead. "of teacher" is the
 mean main metric as a percentage of the teacher's. Nothing is run here: the commands are in
@@ -22,6 +23,7 @@ from pathlib import Path
 
 ORDER = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-hard", "ksm-soft")
 FIXED = ORDER[:4]  # the baselines whose knowledge weights do not change during training
+RANDOM = ORDER[4:6]  # weights drawn at random each phase
 SHOWN_FLAGS = ("teacher_seed", "student_layers", "epochs", "episodes", "phases_per_epoch", "lr", "batch_size",
                "max_len", "teacher_epochs", "teacher_lr", "reward_split", "loss_norm", "action_norm", "episode_fraction",
                "reward_fraction", "reward_baseline", "lr_actor", "critic_weight_decay", "corrupt")
@@ -73,13 +75,15 @@ def table(folder: Path) -> list[str]:
     flags = ", ".join(f"--{f.replace('_', '-')} {flag_values([c for _, c in runs], f)}" for f in SHOWN_FLAGS)
     methods = sorted({m["method"] for m, _ in runs}, key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
     by_method = {method: [m for m, _ in runs if m["method"] == method] for method in methods}
-    fixed = [method for method in methods if method in FIXED]
-    best = max(fixed, key=lambda b: statistics.mean(m["dev"][main] for m in by_method[b])) if fixed else None
+    best_fixed, best_random = (max((m for m in methods if m in group), default=None,
+                                   key=lambda b: statistics.mean(m["dev"][main] for m in by_method[b]))
+                               for group in (FIXED, RANDOM))
     out = [f"### {first['task']} ({folder})", "", f"Teacher dev: {teacher}. Flags: {flags}.", "",
            "| method | seeds | " + " | ".join(keys) + f" | of teacher | Δ {main} vs finetune, paired | Δ vs all, paired"
-           f" | Δ vs best fixed ({best}), paired | final weights Fin/Res/Fea/Rel | wall s per run |",
-           "|---" * (len(keys) + 8) + "|"]
-    compared = ("finetune", "all", best)
+           f" | Δ vs best fixed ({best_fixed or 'none'}), paired | Δ vs best random ({best_random or 'none'}), paired"
+           " | final weights Fin/Res/Fea/Rel | wall s per run |",
+           "|---" * (len(keys) + 9) + "|"]
+    compared = ("finetune", "all", best_fixed, best_random)
     baselines = {b: {m["seed"]: m["dev"][main] for m in by_method.get(b, [])} for b in compared}
     for method, mine in by_method.items():
         cells = [mean_std([m["dev"][k] for m in mine]) for k in keys]

@@ -11,9 +11,17 @@
 LR_GRID=(5e-5 1e-4 2e-4 4e-4)
 declare -A STUDENT_LR=([mrpc]=2e-4 [stsb]=2e-4)
 
+STUDENT_LAYERS=3  # the paper's BERT3 analogue; the teacher's cached outputs are those of its layer map
+
 teacher_flags() {
-  TEACHER=(--task "$1" --teacher weights/minilm-l6 --teacher-lr 5e-5 --teacher-epochs 4 --student-layers 3
-           --out "runs/study/$1")
+  TEACHER=(--task "$1" --teacher weights/minilm-l6 --teacher-lr 5e-5 --teacher-epochs 4
+           --student-layers "$STUDENT_LAYERS" --out "runs/study/$1")
+}
+
+# A student of the study's teacher, in another output folder (the lr search, bench/selection.sh): run.py
+# reads the teacher's outputs from runs/study/TASK rather than computing its own.
+student_flags() {
+  STUDENT=(--task "$1" --teacher "runs/study/$1/teacher" --student-layers "$STUDENT_LAYERS")
 }
 
 study_flags() {

@@ -14,8 +14,10 @@
 # Rerunning continues unfinished runs from their checkpoints and reuses finished ones (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/recipe.sh
 task=$1 seeds=${2:-1,2,3} parts=${3:-AB}
-common=(--task "$task" --teacher "runs/study/$task/teacher" --student-layers 3 --seeds "$seeds" --resume)
+student_flags "$task"
+common=("${STUDENT[@]}" --seeds "$seeds" --resume)
 if [[ $parts == *A* ]]; then
   python run.py "${common[@]}" --method all,ksm-soft,ksm-hard --corrupt resk --out "runs/select/$task-resk"
   python run.py "${common[@]}" --method all --corrupt resk --loss-norm ema --out "runs/select/$task-resk-ema"

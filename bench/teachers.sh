@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/recipe.sh
 teacher_flags "$1"
+student_flags "$1"
 python run.py "${TEACHER[@]}" --teacher-only
 for lr in "${LR_GRID[@]}"; do
-  python run.py --task "$1" --teacher "runs/study/$1/teacher" --student-layers 3 --method finetune --seeds 1 \
-    --lr "$lr" --out "runs/lr/$1-$lr" --resume
+  python run.py "${STUDENT[@]}" --method finetune --seeds 1 --lr "$lr" --out "runs/lr/$1-$lr" --resume
 done

@@ -119,7 +119,8 @@ def chance_score(task, labels) -> float:
 def make_teacher_view(args, teacher, teacher_dir: Path, train, g, device, out: Path):
     """Cached teacher outputs when they fit in --teacher-cache-gb (and AttK is off), else live.
     The cache is kept in out/teacher-cache.safetensors and reused while its key (teacher weights,
-    training rows, layers, teacher precision) matches, e.g. after a resume. Both paths run the
+    training rows, layers, teacher precision) matches, e.g. after a resume; so is the cache beside
+    a teacher that another output folder fine-tuned (--teacher OTHER/teacher: OTHER's cache, read only). Both paths run the
     teacher at one precision (kd_ref.teacher.teacher_forward): bf16 on CUDA, fp32 on the CPU."""
     tokens = sum(len(ids) for ids, _ in train.pairs)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -134,11 +135,13 @@ def make_teacher_view(args, teacher, teacher_dir: Path, train, g, device, out: P
            "token_sum": str(sum(sum(ids) for ids, _ in train.pairs)), "layers": str(g), "dtype": str(dtype),
            "forward": "bf16 autocast" if dtype == torch.bfloat16 else "fp32"}  # older caches lack it: recomputed
     path = out / "teacher-cache.safetensors"
+    # a teacher fine-tuned in another output folder (--teacher OTHER/teacher) left its outputs beside it
+    found = [p for p in (path, teacher_dir.parent / "teacher-cache.safetensors") if stored_key(p) == key]
     t0 = time.perf_counter()
-    if stored_key(path) == key:
-        with safe_open(path, "pt") as f:
+    if found:
+        with safe_open(found[0], "pt") as f:
             cache = TeacherCache.from_tensors({k: f.get_tensor(k) for k in f.keys()}, g, device)
-        what = f"reused {path}"
+        what = f"reused {found[0]}"
     else:
         batches = train.batches(args.batch_size, args.max_len, shuffle=False, shard=distributed.shard())
         cache = TeacherCache(teacher, batches, len(train), g, device, dtype)

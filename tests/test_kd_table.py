@@ -37,11 +37,12 @@ def test_table_gives_means_sds_and_differences_paired_by_seed(tmp_path):
     rows = {line.split(" | ")[0]: line.split(" | ") for line in lines if line.startswith("| ") and "---" not in line}
     # kd's mean (83.0) is above finetune's (82.0): kd is the best fixed baseline; teacher 90
     assert "| Δ vs best fixed (kd), paired |" in lines[4]
-    assert rows["| finetune"][1:] == ["1,2,3", "82.00 ± 2.00", "91.1%", "", "", "-2.00 ± 1.41 (0/2 ahead)",
+    assert rows["| finetune"][1:] == ["1,2,3", "82.00 ± 2.00", "91.1%", "", "", "-2.00 ± 1.41 (0/2 ahead)", "",
                                       "1.00/0.00/0.00/0.00", "12 ± 0 |"]
     # kd - finetune on seeds 1 and 2: +1 and +3 points; episode actions are not the final weights; no all runs
-    assert rows["| kd"][1:] == ["1,2", "83.00 ± 2.83", "92.2%", "+2.00 ± 1.41 (2/2 ahead)", "", "",
+    assert rows["| kd"][1:] == ["1,2", "83.00 ± 2.83", "92.2%", "+2.00 ± 1.41 (2/2 ahead)", "", "", "",
                                 "0.50/0.50/0.00/0.00", "12 ± 0 |"]
+    assert "| Δ vs best random (none), paired |" in lines[4]  # no random runs yet
 
 
 def test_empty_folder_says_so(tmp_path):
@@ -61,6 +62,18 @@ def test_difference_sign(tmp_path, f1, expected):
     # as it is below finetune: two cells of -5, three when all ties finetune
     assert "| Δ vs best fixed (finetune), paired |" in rows[4]
     assert rows[-2].split(" | ").count("-5.00 ± 0.00 (0/1 ahead)") == (2 if f1 < 0.80 else 3)
+
+
+def test_the_ksm_is_compared_with_the_better_random_baseline(tmp_path):
+    for seed, soft, hard, ksm in ((1, 0.80, 0.83, 0.84), (2, 0.78, 0.85, 0.82)):
+        fake_run(tmp_path, "random-soft", seed, soft, [0.5] * 4)
+        fake_run(tmp_path, "random-hard", seed, hard, [1.0, 0.0, 1.0, 0.0])
+        fake_run(tmp_path, "ksm-soft", seed, ksm, [1.0, 0.0, 1.0, 1.0])
+    lines = kd_table(tmp_path)
+    assert "| Δ vs best fixed (none), paired | Δ vs best random (random-hard), paired |" in lines[4]
+    ksm = lines[-2].split(" | ")
+    assert ksm[0] == "| ksm-soft" and ksm[-3] == "-1.00 ± 2.83 (1/2 ahead)"  # +1 then -3 points
+    assert lines[-3].split(" | ")[-3] == ""  # random-hard is not compared with itself
 
 
 def test_a_flag_the_runs_differ_on_shows_each_value_with_its_count(tmp_path):

@@ -127,6 +127,11 @@ def test_teacher_only_prepares_the_teacher_that_later_runs_reuse(tiny, tmp_path,
     run.main(args(tiny, tmp_path, "--task", "rte", "--method", "finetune"))
     assert "reusing the fine-tuned teacher" in capsys.readouterr().out
     assert (tmp_path / "finetune-s1" / "metrics.json").is_file()
+    # a run elsewhere from this teacher reads its outputs from beside it rather than computing its own
+    other = tmp_path / "other"
+    run.main(args(tiny, other, "--task", "rte", "--method", "finetune", "--teacher", str(tmp_path / "teacher")))
+    assert f"reused {tmp_path / 'teacher-cache.safetensors'}" in capsys.readouterr().out
+    assert not (other / "teacher-cache.safetensors").exists() and (other / "finetune-s1" / "metrics.json").is_file()
 
 
 def test_same_seed_same_actions_and_metrics(tiny, tmp_path):
