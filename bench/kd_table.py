@@ -12,8 +12,10 @@ baseline (of finetune, kd, pkd and all, the highest mean main metric) and with i
 best random one (of random-soft and random-hard: the selection the KSM must beat) on the main
 metric, paired by seed (same seed, same data order): mean and sd of the per-seed
 difference, and on how many seeds the method came out ahead. "of teacher" is the
-mean main metric as a percentage of the teacher's. Nothing is run here: the commands are in
-the results file that quotes this table.
+mean main metric as a percentage of the teacher's. A second table gives each seed's main
+metric per method and the weights each KSM run applied in its final run (mean over phases), so
+a claim about the seeds can be read off without the run folders. Nothing is run here: the
+commands are in the results file that quotes these tables.
 """
 import collections
 import json
@@ -94,6 +96,20 @@ def table(folder: Path) -> list[str]:
         seeds = ",".join(str(m["seed"]) for m in mine)
         versus_cells = [versus(mine, baselines[b], main) if method != b else "" for b in compared]
         out.append(f"| {method} | {seeds} | " + " | ".join(cells + [share] + versus_cells) + f" | {weights} | {wall} |")
+    return out + [""] + per_seed(by_method, main)
+
+
+def per_seed(by_method: dict[str, list[dict]], main: str) -> list[str]:
+    """Rows: seeds; cells: each method's main metric, then the KSM runs' final weights Fin/Res/Fea/Rel."""
+    ksm = [method for method in by_method if method.startswith("ksm-")]
+    seeds = sorted({m["seed"] for mine in by_method.values() for m in mine})
+    out = [f"Per seed, {main}:", "", "| seed | " + " | ".join(list(by_method) + [f"{k} weights" for k in ksm]) + " |",
+           "|---" * (1 + len(by_method) + len(ksm)) + "|"]
+    for seed in seeds:
+        runs = {method: next((m for m in mine if m["seed"] == seed), None) for method, mine in by_method.items()}
+        cells = [f"{100 * m['dev'][main]:.2f}" if m else "" for m in runs.values()]
+        cells += ["/".join(f"{w:.2f}" for w in runs[k]["weights"]) if runs[k] else "" for k in ksm]
+        out.append(f"| {seed} | " + " | ".join(cells) + " |")
     return out + [""]
 
 

@@ -21,6 +21,13 @@ def fake_run(folder: Path, method: str, seed: int, f1: float, weights: list[floa
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def main_rows(lines: list[str]) -> dict[str, list[str]]:
+    """The first table's rows by method: its cells after the method's name."""
+    first = lines[:lines.index("Per seed, f1:")]
+    return {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in first
+            if line.startswith("| ") and "---" not in line and not line.startswith("| method")}
+
+
 def test_table_gives_means_sds_and_differences_paired_by_seed(tmp_path):
     for seed, f1 in ((1, 0.80), (2, 0.82), (3, 0.84)):
         fake_run(tmp_path, "finetune", seed, f1, [1.0, 0.0, 0.0, 0.0])
@@ -34,13 +41,13 @@ def test_table_gives_means_sds_and_differences_paired_by_seed(tmp_path):
                              "action-norm", "episode-fraction", "reward-fraction", "reward-baseline", "lr-actor",
                              "critic-weight-decay",
                              "corrupt")) + "."
-    rows = {line.split(" | ")[0]: line.split(" | ") for line in lines if line.startswith("| ") and "---" not in line}
+    rows = main_rows(lines)
     # kd's mean (83.0) is above finetune's (82.0): kd is the best fixed baseline; teacher 90
     assert "| Δ vs best fixed (kd), paired |" in lines[4]
-    assert rows["| finetune"][1:] == ["1,2,3", "82.00 ± 2.00", "91.1%", "", "", "-2.00 ± 1.41 (0/2 ahead)", "",
+    assert rows["finetune"] == ["1,2,3", "82.00 ± 2.00", "91.1%", "", "", "-2.00 ± 1.41 (0/2 ahead)", "",
                                       "1.00/0.00/0.00/0.00", "12 ± 0 |"]
     # kd - finetune on seeds 1 and 2: +1 and +3 points; episode actions are not the final weights; no all runs
-    assert rows["| kd"][1:] == ["1,2", "83.00 ± 2.83", "92.2%", "+2.00 ± 1.41 (2/2 ahead)", "", "", "",
+    assert rows["kd"] == ["1,2", "83.00 ± 2.83", "92.2%", "+2.00 ± 1.41 (2/2 ahead)", "", "", "",
                                 "0.50/0.50/0.00/0.00", "12 ± 0 |"]
     assert "| Δ vs best random (none), paired |" in lines[4]  # no random runs yet
 
@@ -54,14 +61,15 @@ def test_difference_sign(tmp_path, f1, expected):
     fake_run(tmp_path, "finetune", 1, 0.80, [1.0, 0.0, 0.0, 0.0])
     fake_run(tmp_path, "all", 1, f1, [1.0, 1.0, 1.0, 1.0])
     fake_run(tmp_path, "ksm-soft", 1, 0.75, [1.0, 0.0, 1.0, 1.0])
-    rows = kd_table(tmp_path)
-    assert expected in rows[-3]  # all vs finetune
+    lines = kd_table(tmp_path)
+    rows = main_rows(lines)
+    assert expected in rows["all"]  # all vs finetune
     versus_all = 100 * (0.75 - f1)  # ksm-soft vs all: +5 or -5 points
-    assert f"| {versus_all:+.2f} ± 0.00 ({int(versus_all > 0)}/1 ahead) |" in rows[-2]
+    assert f"{versus_all:+.2f} ± 0.00 ({int(versus_all > 0)}/1 ahead)" in rows["ksm-soft"]
     # best fixed: finetune, above all or tied with it (a tie keeps the first in ORDER); ksm-soft is 5 below it,
     # as it is below finetune: two cells of -5, three when all ties finetune
-    assert "| Δ vs best fixed (finetune), paired |" in rows[4]
-    assert rows[-2].split(" | ").count("-5.00 ± 0.00 (0/1 ahead)") == (2 if f1 < 0.80 else 3)
+    assert "| Δ vs best fixed (finetune), paired |" in lines[4]
+    assert rows["ksm-soft"].count("-5.00 ± 0.00 (0/1 ahead)") == (2 if f1 < 0.80 else 3)
 
 
 def test_the_ksm_is_compared_with_the_better_random_baseline(tmp_path):
@@ -71,9 +79,19 @@ def test_the_ksm_is_compared_with_the_better_random_baseline(tmp_path):
         fake_run(tmp_path, "ksm-soft", seed, ksm, [1.0, 0.0, 1.0, 1.0])
     lines = kd_table(tmp_path)
     assert "| Δ vs best fixed (none), paired | Δ vs best random (random-hard), paired |" in lines[4]
-    ksm = lines[-2].split(" | ")
-    assert ksm[0] == "| ksm-soft" and ksm[-3] == "-1.00 ± 2.83 (1/2 ahead)"  # +1 then -3 points
-    assert lines[-3].split(" | ")[-3] == ""  # random-hard is not compared with itself
+    rows = main_rows(lines)
+    assert rows["ksm-soft"][-3] == "-1.00 ± 2.83 (1/2 ahead)"  # +1 then -3 points
+    assert rows["random-hard"][-3] == ""  # not compared with itself
+
+
+def test_per_seed_table_gives_each_seeds_metric_and_the_ksm_weights(tmp_path):
+    fake_run(tmp_path, "kd", 1, 0.81, [0.5, 0.5, 0.0, 0.0])
+    fake_run(tmp_path, "kd", 2, 0.83, [0.5, 0.5, 0.0, 0.0])
+    fake_run(tmp_path, "ksm-soft", 2, 0.845, [1.0, 0.25, 0.0, 1.0])
+    lines = kd_table(tmp_path)
+    start = lines.index("Per seed, f1:")
+    assert lines[start + 2:start + 6] == ["| seed | kd | ksm-soft | ksm-soft weights |", "|---|---|---|---|",
+                                          "| 1 | 81.00 |  |  |", "| 2 | 83.00 | 84.50 | 1.00/0.25/0.00/1.00 |"]
 
 
 def test_a_flag_the_runs_differ_on_shows_each_value_with_its_count(tmp_path):
