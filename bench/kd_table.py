@@ -13,8 +13,10 @@ best random one (of random-soft and random-hard: the selection the KSM must beat
 metric, paired by seed (same seed, same data order): mean and sd of the per-seed
 difference, and on how many seeds the method came out ahead. "of teacher" is the
 mean main metric as a percentage of the teacher's. A second table gives each seed's main
-metric per method and the weights each KSM run applied in its final run (mean over phases), so
-a claim about the seeds can be read off without the run folders. Nothing is run here: the
+metric per method, the weights each KSM run applied in its final run (mean over phases), and
+its critic's TD loss over the last episode: the agent's rewards are scaled to RMS 1, so a loss
+near 1 means the critic predicted none of them (the actor then climbs a flat Q). A claim about
+the seeds can so be read off without the run folders. Nothing is run here: the
 commands are in the results file that quotes these tables.
 """
 import collections
@@ -36,11 +38,17 @@ def mean_std(values, scale=100.0, digits=2) -> str:
     return f"{scale * statistics.mean(values):.{digits}f} ± {scale * std:.{digits}f}"
 
 
-def final_weights(run_dir: Path) -> list[float]:
+def final_weights(rows: list[dict]) -> list[float]:
     """Mean action of the final run's phases (what the student was distilled with)."""
-    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     actions = [r["action"] for r in rows if r.get("run") == "final"]
     return [statistics.mean(a[k] for a in actions) for k in range(len(actions[0]))]
+
+
+def last_critic_loss(rows: list[dict]) -> float | None:
+    """The critic's mean TD loss over the last episode's phases; None for a run without an agent."""
+    episodes = [r for r in rows if r.get("run") == "episode" and "critic_loss" in r]
+    last = [r["critic_loss"] for r in episodes if r["episode"] == episodes[-1]["episode"]] if episodes else []
+    return statistics.mean(last) if last else None
 
 
 def flag_values(configs: list[dict], flag: str) -> str:
@@ -66,7 +74,8 @@ def table(folder: Path) -> list[str]:
     for metrics_file in sorted(folder.glob("*-s*/metrics.json")):
         config = json.loads((metrics_file.parent / "config.json").read_text())
         metrics = json.loads(metrics_file.read_text())
-        metrics["weights"] = final_weights(metrics_file.parent)
+        rows = [json.loads(line) for line in (metrics_file.parent / "log.jsonl").read_text().splitlines()]
+        metrics["weights"], metrics["critic_loss"] = final_weights(rows), last_critic_loss(rows)
         runs.append((metrics, config))
     if not runs:
         return [f"{folder}: no finished runs", ""]
@@ -100,15 +109,18 @@ def table(folder: Path) -> list[str]:
 
 
 def per_seed(by_method: dict[str, list[dict]], main: str) -> list[str]:
-    """Rows: seeds; cells: each method's main metric, then the KSM runs' final weights Fin/Res/Fea/Rel."""
+    """Rows: seeds; cells: each method's main metric, then the KSM runs' final weights Fin/Res/Fea/Rel
+    and critic TD loss in the last episode."""
     ksm = [method for method in by_method if method.startswith("ksm-")]
     seeds = sorted({m["seed"] for mine in by_method.values() for m in mine})
-    out = [f"Per seed, {main}:", "", "| seed | " + " | ".join(list(by_method) + [f"{k} weights" for k in ksm]) + " |",
-           "|---" * (1 + len(by_method) + len(ksm)) + "|"]
+    heads = list(by_method) + [f"{k} weights" for k in ksm] + [f"{k} critic loss" for k in ksm]
+    out = [f"Per seed, {main}:", "", "| seed | " + " | ".join(heads) + " |", "|---" * (1 + len(heads)) + "|"]
     for seed in seeds:
         runs = {method: next((m for m in mine if m["seed"] == seed), None) for method, mine in by_method.items()}
         cells = [f"{100 * m['dev'][main]:.2f}" if m else "" for m in runs.values()]
         cells += ["/".join(f"{w:.2f}" for w in runs[k]["weights"]) if runs[k] else "" for k in ksm]
+        cells += [f"{runs[k]['critic_loss']:.2f}" if runs[k] and runs[k]["critic_loss"] is not None else ""
+                  for k in ksm]
         out.append(f"| {seed} | " + " | ".join(cells) + " |")
     return out + [""]
 

@@ -17,7 +17,8 @@ def fake_run(folder: Path, method: str, seed: int, f1: float, weights: list[floa
     (run / "metrics.json").write_text(json.dumps({
         "task": "mrpc", "method": method, "seed": seed, "main_metric": "f1", "dev": {"f1": f1},
         "teacher_dev": {"f1": 0.9}, "wall_s": {"final_s": 10.0, "eval_s": 2.0}}))
-    rows = [{"run": "episode", "action": [9.0] * 4}] + [{"run": "final", "action": w} for w in (weights, weights)]
+    rows = [{"run": "episode", "episode": e, "action": [9.0] * 4, "critic_loss": e + f1} for e in (0, 1)]
+    rows += [{"run": "final", "action": w} for w in (weights, weights)]
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -90,8 +91,10 @@ def test_per_seed_table_gives_each_seeds_metric_and_the_ksm_weights(tmp_path):
     fake_run(tmp_path, "ksm-soft", 2, 0.845, [1.0, 0.25, 0.0, 1.0])
     lines = kd_table(tmp_path)
     start = lines.index("Per seed, f1:")
-    assert lines[start + 2:start + 6] == ["| seed | kd | ksm-soft | ksm-soft weights |", "|---|---|---|---|",
-                                          "| 1 | 81.00 |  |  |", "| 2 | 83.00 | 84.50 | 1.00/0.25/0.00/1.00 |"]
+    # the critic's loss is that of the last episode (1 + f1 in these logs), not the first (f1)
+    assert lines[start + 2:start + 6] == ["| seed | kd | ksm-soft | ksm-soft weights | ksm-soft critic loss |",
+                                          "|---|---|---|---|---|", "| 1 | 81.00 |  |  |  |",
+                                          "| 2 | 83.00 | 84.50 | 1.00/0.25/0.00/1.00 | 1.84 |"]
 
 
 def test_a_flag_the_runs_differ_on_shows_each_value_with_its_count(tmp_path):
