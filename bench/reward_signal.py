@@ -1,0 +1,81 @@
+"""Does the KSM's reward carry its action? Measured from the logs of finished KSM runs.
+
+    python bench/reward_signal.py bench/study/mrpc bench/select/mrpc-resk
+
+The agent can only learn a preference the reward shows. For each folder, over the episode
+phases of its ksm-soft and ksm-hard runs (log.jsonl: the applied action and `reward_task`, the
+drop of the gold loss over the phase), the task reward is made relative to the mean of its phase
+index over those runs (the agent's own baseline, --reward-baseline phase: what the clock gives
+whatever the action). Then, per knowledge (FinK, ResK, FeaK, RelK), Welch's t of that reward
+between phases that applied the knowledge (weight > 0.5) and phases that did not; and the share
+of the reward's variance a linear model of the four weights predicts on a run it was not fitted
+to (held-out R^2, leave one run out; 0 or less: no better than the phase baseline alone).
+|t| near 2 or more across seeds is a signal the critic can find; a held-out R^2 near 0 says how
+little of each single reward it explains.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+KNOWLEDGE = ("FinK", "ResK", "FeaK", "RelK")
+
+
+def episode_phases(log: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(phase index [N], applied action [N, 4], task reward [N]) of a run's exploring episodes."""
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    rows = [r for r in rows if r.get("run") == "episode" and "reward_task" in r]
+    return (np.array([r["phase"] for r in rows]), np.array([r["action"] for r in rows], dtype=float),
+            np.array([r["reward_task"] for r in rows]))
+
+
+def relative(phase: np.ndarray, reward: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """The reward minus the mean reward of its phase index over the `fitted` transitions."""
+    out = np.empty_like(reward)
+    for p in np.unique(phase):
+        out[phase == p] = reward[phase == p] - reward[fitted & (phase == p)].mean()
+    return out
+
+
+def welch_t(on: np.ndarray, off: np.ndarray) -> float:
+    if len(on) < 2 or len(off) < 2:
+        return float("nan")
+    return (on.mean() - off.mean()) / np.sqrt(on.var(ddof=1) / len(on) + off.var(ddof=1) / len(off))
+
+
+def heldout_r2(run: np.ndarray, phase: np.ndarray, action: np.ndarray, reward: np.ndarray, ridge=1.0) -> float:
+    """Leave one run out: phase baselines and a ridge fit of reward on [1, action] from the other runs."""
+    residual = total = 0.0
+    x = np.c_[np.ones(len(action)), action]
+    penalty = ridge * np.diag([0.0] + [1.0] * action.shape[1])  # the intercept is not shrunk
+    for held in np.unique(run):
+        test, fit = run == held, run != held
+        y = relative(phase, reward, fit)
+        w = np.linalg.solve(x[fit].T @ x[fit] + penalty, x[fit].T @ y[fit])
+        residual += ((y[test] - x[test] @ w) ** 2).sum()
+        total += (y[test] ** 2).sum()
+    return 1.0 - residual / total
+
+
+def signal(folder: Path) -> str:
+    logs = sorted(folder.glob("ksm-*-s*/log.jsonl"))
+    parts = [episode_phases(log) for log in logs]
+    parts = [(i, *p) for i, p in enumerate(parts) if len(p[0])]
+    if not parts:
+        return f"| {folder} | 0 | " + " | ".join([""] * (len(KNOWLEDGE) + 1)) + " |"
+    run, phase, action, reward = (np.concatenate(x) for x in
+                                  zip(*[(np.full(len(p), i), p, a, r) for i, p, a, r in parts]))
+    y = relative(phase, reward, np.ones(len(reward), bool))
+    ts = [welch_t(y[action[:, k] > 0.5], y[action[:, k] <= 0.5]) for k in range(len(KNOWLEDGE))]
+    r2 = heldout_r2(run, phase, action, reward) if len(parts) > 1 else float("nan")
+    return (f"| {folder} | {len(parts)} runs, {len(y)} phases | " + " | ".join(f"{t:+.1f}" for t in ts)
+            + f" | {r2:+.2f} |")
+
+
+if __name__ == "__main__":
+    print("| runs | KSM runs, episode phases | " + " | ".join(f"t {k} on - off" for k in KNOWLEDGE)
+          + " | held-out R^2 |")
+    print("|---" * (len(KNOWLEDGE) + 3) + "|")
+    for folder in sys.argv[1:]:
+        print(signal(Path(folder)))
