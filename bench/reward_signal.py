@@ -4,8 +4,10 @@
 
 The agent can only learn a preference the reward shows. For each folder, over the episode
 phases of its ksm-soft and ksm-hard runs (log.jsonl: the applied action and `reward_task`, the
-drop of the gold loss over the phase), the task reward is made relative to the mean of its phase
-index over those runs (the agent's own baseline, --reward-baseline phase: what the clock gives
+drop of the gold loss over the phase), and separately over the final-run phases of its
+random-soft and random-hard runs (weights drawn at random, phases of the full data, 5 to 7 times
+as long as an episode's, on the reward split that a final run also trains on), the task reward
+is made relative to the mean of its phase index over those runs (the agent's own baseline, --reward-baseline phase: what the clock gives
 whatever the action). Then, per knowledge (FinK, ResK, FeaK, RelK), Welch's t of that reward
 between phases that applied the knowledge (weight > 0.5) and phases that did not; and the share
 of the reward's variance a linear model of the four weights predicts on a run it was not fitted
@@ -20,12 +22,14 @@ from pathlib import Path
 import numpy as np
 
 KNOWLEDGE = ("FinK", "ResK", "FeaK", "RelK")
+# which phases are read: (label, run folders, the `run` of their log records)
+SOURCES = (("KSM episodes", "ksm-*-s*", "episode"), ("random final runs", "random-*-s*", "final"))
 
 
-def episode_phases(log: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(phase index [N], applied action [N, 4], task reward [N]) of a run's exploring episodes."""
+def phases(log: Path, run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(phase index [N], applied action [N, 4], task reward [N]) of a run's `run` phases."""
     rows = [json.loads(line) for line in log.read_text().splitlines()]
-    rows = [r for r in rows if r.get("run") == "episode" and "reward_task" in r]
+    rows = [r for r in rows if r.get("run") == run and "reward_task" in r]
     return (np.array([r["phase"] for r in rows]), np.array([r["action"] for r in rows], dtype=float),
             np.array([r["reward_task"] for r in rows]))
 
@@ -58,24 +62,26 @@ def heldout_r2(run: np.ndarray, phase: np.ndarray, action: np.ndarray, reward: n
     return 1.0 - residual / total
 
 
-def signal(folder: Path) -> str:
-    logs = sorted(folder.glob("ksm-*-s*/log.jsonl"))
-    parts = [episode_phases(log) for log in logs]
+def signal(folder: Path, source=SOURCES[0]) -> str:
+    label, runs, run = source
+    parts = [phases(log, run) for log in sorted(folder.glob(f"{runs}/log.jsonl"))]
     parts = [(i, *p) for i, p in enumerate(parts) if len(p[0])]
     if not parts:
-        return f"| {folder} | 0 | " + " | ".join([""] * (len(KNOWLEDGE) + 1)) + " |"
+        return f"| {folder} | {label} | 0 | " + " | ".join([""] * (len(KNOWLEDGE) + 1)) + " |"
     run, phase, action, reward = (np.concatenate(x) for x in
                                   zip(*[(np.full(len(p), i), p, a, r) for i, p, a, r in parts]))
     y = relative(phase, reward, np.ones(len(reward), bool))
     ts = [welch_t(y[action[:, k] > 0.5], y[action[:, k] <= 0.5]) for k in range(len(KNOWLEDGE))]
     r2 = heldout_r2(run, phase, action, reward) if len(parts) > 1 else float("nan")
-    return (f"| {folder} | {len(parts)} runs, {len(y)} phases | " + " | ".join(f"{t:+.1f}" for t in ts)
+    return (f"| {folder} | {label} | {len(parts)} runs, {len(y)} phases | " + " | ".join(f"{t:+.1f}" for t in ts)
             + f" | {r2:+.2f} |")
 
 
 if __name__ == "__main__":
-    print("| runs | KSM runs, episode phases | " + " | ".join(f"t {k} on - off" for k in KNOWLEDGE)
+    print("| runs | phases of | how many | " + " | ".join(f"t {k} on - off" for k in KNOWLEDGE)
           + " | held-out R^2 |")
-    print("|---" * (len(KNOWLEDGE) + 3) + "|")
+    print("|---" * (len(KNOWLEDGE) + 4) + "|")
     for folder in sys.argv[1:]:
-        print(signal(Path(folder)))
+        for source in SOURCES:
+            if any(Path(folder).glob(source[1])):
+                print(signal(Path(folder), source))
