@@ -43,9 +43,8 @@ def relative(phase: np.ndarray, reward: np.ndarray, fitted: np.ndarray) -> np.nd
 
 
 def welch_t(on: np.ndarray, off: np.ndarray) -> float:
-    if len(on) < 2 or len(off) < 2:
-        return float("nan")
-    return (on.mean() - off.mean()) / np.sqrt(on.var(ddof=1) / len(on) + off.var(ddof=1) / len(off))
+    spread = np.sqrt(on.var(ddof=1) / len(on) + off.var(ddof=1) / len(off)) if min(len(on), len(off)) > 1 else 0.0
+    return (on.mean() - off.mean()) / spread if spread > 0 else float("nan")  # nan: too few phases to tell
 
 
 def heldout_r2(run: np.ndarray, phase: np.ndarray, action: np.ndarray, reward: np.ndarray, ridge=1.0) -> float:
