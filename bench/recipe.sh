@@ -9,7 +9,7 @@
 # usual recipe search on dev, which favours finetune a little: it chose the rate). STUDENT_LR holds each
 # task's best; bench/RESULTS-kd.md, "The student's learning rate", has the scores.
 LR_GRID=(5e-5 1e-4 2e-4 4e-4)
-declare -A STUDENT_LR=([mrpc]=2e-4 [stsb]=2e-4)
+declare -A STUDENT_LR=([mrpc]=2e-4 [stsb]=2e-4 [cola]=1e-4)
 
 STUDENT_LAYERS=3  # the paper's BERT3 analogue; the teacher's cached outputs are those of its layer map
 
