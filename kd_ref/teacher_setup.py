@@ -120,8 +120,9 @@ def make_teacher_view(args, teacher, teacher_dir: Path, train, g, device, out: P
     """Cached teacher outputs when they fit in --teacher-cache-gb (and AttK is off), else live.
     The cache is kept in out/teacher-cache.safetensors and reused while its key (teacher weights,
     training rows, layers, teacher precision) matches, e.g. after a resume; so is the cache beside
-    a teacher that another output folder fine-tuned (--teacher OTHER/teacher: OTHER's cache, read only). Both paths run the
-    teacher at one precision (kd_ref.teacher.teacher_forward): bf16 on CUDA, fp32 on the CPU."""
+    a teacher that another output folder fine-tuned (--teacher OTHER/teacher: OTHER's cache, read
+    only). Both paths run the teacher at one precision (kd_ref.teacher.teacher_forward): bf16 on
+    CUDA, fp32 on the CPU."""
     tokens = sum(len(ids) for ids, _ in train.pairs)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     need = estimate_cache_bytes(len(train), tokens, teacher.config.num_labels, teacher.config.hidden_size,
