@@ -3,7 +3,7 @@
     python bench/reward_signal.py bench/study/mrpc bench/select/mrpc-resk
 
 The agent can only learn a preference the reward shows. For each folder, over the episode
-phases of its ksm-soft and ksm-hard runs (log.jsonl: the applied action and `reward_task`, the
+phases of its finished ksm-soft and ksm-hard runs (log.jsonl: the applied action and `reward_task`, the
 drop of the gold loss over the phase), and separately over the final-run phases of its
 random-soft and random-hard runs (weights drawn at random, phases of the full data, 5 to 7 times
 as long as an episode's, on the reward split that a final run also trains on), the task reward
@@ -63,7 +63,8 @@ def heldout_r2(run: np.ndarray, phase: np.ndarray, action: np.ndarray, reward: n
 
 def signal(folder: Path, source=SOURCES[0]) -> str:
     label, runs, run = source
-    parts = [phases(log, run) for log in sorted(folder.glob(f"{runs}/log.jsonl"))]
+    finished = sorted(m.parent / "log.jsonl" for m in folder.glob(f"{runs}/metrics.json"))  # as kd_table reads
+    parts = [phases(log, run) for log in finished]
     parts = [(i, *p) for i, p in enumerate(parts) if len(p[0])]
     if not parts:
         return f"| {folder} | {label} | 0 | " + " | ".join([""] * (len(KNOWLEDGE) + 1)) + " |"

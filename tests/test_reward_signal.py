@@ -22,6 +22,7 @@ def fake_runs(folder: Path, resk_effect: float, method="ksm-soft", run="episode"
         rows.append({"run": "other", "episode": 0, "phase": 0, "action": [1.0] * 4, "reward_task": 9.0})
         (folder / f"{method}-s{seed}").mkdir(parents=True)
         (folder / f"{method}-s{seed}" / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (folder / f"{method}-s{seed}" / "metrics.json").write_text("{}")
 
 
 def cells(row: str) -> list[str]:
@@ -41,6 +42,12 @@ def test_a_reward_without_the_action_shows_nothing(tmp_path):
     fake_runs(tmp_path, resk_effect=0.0)
     row = cells(module["signal"](tmp_path))
     assert all(abs(float(c)) < 3 for c in row[3:7]) and float(row[7]) < 0.05, row
+
+
+def test_unfinished_runs_are_left_out(tmp_path):
+    fake_runs(tmp_path, resk_effect=-0.5)
+    (tmp_path / "ksm-soft-s3" / "metrics.json").unlink()
+    assert cells(module["signal"](tmp_path))[2] == "2 runs, 96 phases"
 
 
 def test_random_runs_are_read_from_their_final_runs(tmp_path):
