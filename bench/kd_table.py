@@ -25,6 +25,9 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kd_ref.report import read_phase_records  # noqa: E402
+
 ORDER = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-hard", "ksm-soft")
 FIXED = ORDER[:4]  # the baselines whose knowledge weights do not change during training
 RANDOM = ORDER[4:6]  # weights drawn at random each phase
@@ -40,13 +43,13 @@ def mean_std(values, scale=100.0, digits=2) -> str:
 
 def final_weights(rows: list[dict]) -> list[float]:
     """Mean action of the final run's phases (what the student was distilled with)."""
-    actions = [r["action"] for r in rows if r.get("run") == "final"]
+    actions = [r["action"] for r in rows if r["run"] == "final"]
     return [statistics.mean(a[k] for a in actions) for k in range(len(actions[0]))]
 
 
 def last_critic_loss(rows: list[dict]) -> float | None:
     """The critic's mean TD loss over the last episode's phases; None for a run without an agent."""
-    episodes = [r for r in rows if r.get("run") == "episode" and "critic_loss" in r]
+    episodes = [r for r in rows if r["run"] == "episode" and "critic_loss" in r]
     last = [r["critic_loss"] for r in episodes if r["episode"] == episodes[-1]["episode"]] if episodes else []
     return statistics.mean(last) if last else None
 
@@ -74,7 +77,7 @@ def table(folder: Path) -> list[str]:
     for metrics_file in sorted(folder.glob("*-s*/metrics.json")):
         config = json.loads((metrics_file.parent / "config.json").read_text())
         metrics = json.loads(metrics_file.read_text())
-        rows = [json.loads(line) for line in (metrics_file.parent / "log.jsonl").read_text().splitlines()]
+        rows = read_phase_records(metrics_file.parent / "log.jsonl")
         metrics["weights"], metrics["critic_loss"] = final_weights(rows), last_critic_loss(rows)
         runs.append((metrics, config))
     if not runs:

@@ -3,23 +3,26 @@
     python bench/reward_signal.py bench/study/mrpc bench/select/mrpc-resk
 
 The agent can only learn a preference the reward shows. For each folder, over the episode
-phases of its finished ksm-soft and ksm-hard runs (log.jsonl: the applied action and `reward_task`, the
-drop of the gold loss over the phase), and separately over the final-run phases of its
-random-soft and random-hard runs (weights drawn at random, phases of the full data, 5 to 7 times
-as long as an episode's, on the reward split that a final run also trains on), the task reward
-is made relative to the mean of its phase index over those runs (the agent's own baseline, --reward-baseline phase: what the clock gives
-whatever the action). Then, per knowledge (FinK, ResK, FeaK, RelK), Welch's t of that reward
-between phases that applied the knowledge (weight > 0.5) and phases that did not; and the share
-of the reward's variance a linear model of the four weights predicts on a run it was not fitted
-to (held-out R^2, leave one run out; 0 or less: no better than the phase baseline alone).
-|t| near 2 or more across seeds is a signal the critic can find; a held-out R^2 near 0 says how
-little of each single reward it explains.
+phases of its finished ksm-soft and ksm-hard runs (log.jsonl: the applied action and
+`reward_task`, the drop of the gold loss over the phase), and separately over the final-run
+phases of its random-soft and random-hard runs (weights drawn at random, phases of the full
+data, 5 to 7 times as long as an episode's, on the reward split that a final run also trains
+on), the task reward is made relative to the mean of its phase index over those runs (the
+agent's own baseline, --reward-baseline phase: what the clock gives whatever the action). Then,
+per knowledge (FinK, ResK, FeaK, RelK), Welch's t of that reward between phases that applied
+the knowledge (weight > 0.5) and phases that did not; and the share of the reward's variance a
+linear model of the four weights predicts on a run it was not fitted to (held-out R^2, leave
+one run out; 0 or less: no better than the phase baseline alone). |t| near 2 or more across
+seeds is a signal the critic can find; a held-out R^2 near 0 says how little of each single
+reward it explains.
 """
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kd_ref.report import read_phase_records  # noqa: E402
 
 KNOWLEDGE = ("FinK", "ResK", "FeaK", "RelK")
 # which phases are read: (label, run folders, the `run` of their log records)
@@ -28,8 +31,7 @@ SOURCES = (("KSM episodes", "ksm-*-s*", "episode"), ("random final runs", "rando
 
 def phases(log: Path, run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(phase index [N], applied action [N, 4], task reward [N]) of a run's `run` phases."""
-    rows = [json.loads(line) for line in log.read_text().splitlines()]
-    rows = [r for r in rows if r.get("run") == run and "reward_task" in r]
+    rows = [r for r in read_phase_records(log) if r["run"] == run and "reward_task" in r]
     return (np.array([r["phase"] for r in rows]), np.array([r["action"] for r in rows], dtype=float),
             np.array([r["reward_task"] for r in rows]))
 
@@ -64,12 +66,11 @@ def heldout_r2(run: np.ndarray, phase: np.ndarray, action: np.ndarray, reward: n
 def signal(folder: Path, source=SOURCES[0]) -> str:
     label, runs, run = source
     finished = sorted(m.parent / "log.jsonl" for m in folder.glob(f"{runs}/metrics.json"))  # as kd_table reads
-    parts = [phases(log, run) for log in finished]
-    parts = [(i, *p) for i, p in enumerate(parts) if len(p[0])]
+    parts = [p for p in (phases(log, run) for log in finished) if len(p[0])]
     if not parts:
         return f"| {folder} | {label} | 0 | " + " | ".join([""] * (len(KNOWLEDGE) + 1)) + " |"
-    run, phase, action, reward = (np.concatenate(x) for x in
-                                  zip(*[(np.full(len(p), i), p, a, r) for i, p, a, r in parts]))
+    run = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)])  # which run each phase is of
+    phase, action, reward = (np.concatenate(x) for x in zip(*parts))
     y = relative(phase, reward, np.ones(len(reward), bool))
     ts = [welch_t(y[action[:, k] > 0.5], y[action[:, k] <= 0.5]) for k in range(len(KNOWLEDGE))]
     r2 = heldout_r2(run, phase, action, reward) if len(parts) > 1 else float("nan")

@@ -137,12 +137,12 @@ def make_teacher_view(args, teacher, teacher_dir: Path, train, g, device, out: P
            "forward": "bf16 autocast" if dtype == torch.bfloat16 else "fp32"}  # older caches lack it: recomputed
     path = out / "teacher-cache.safetensors"
     # a teacher fine-tuned in another output folder (--teacher OTHER/teacher) left its outputs beside it
-    found = [p for p in (path, teacher_dir.parent / "teacher-cache.safetensors") if stored_key(p) == key]
+    found = next((p for p in (path, teacher_dir.parent / "teacher-cache.safetensors") if stored_key(p) == key), None)
     t0 = time.perf_counter()
     if found:
-        with safe_open(found[0], "pt") as f:
+        with safe_open(found, "pt") as f:
             cache = TeacherCache.from_tensors({k: f.get_tensor(k) for k in f.keys()}, g, device)
-        what = f"reused {found[0]}"
+        what = f"reused {found}"
     else:
         batches = train.batches(args.batch_size, args.max_len, shuffle=False, shard=distributed.shard())
         cache = TeacherCache(teacher, batches, len(train), g, device, dtype)

@@ -17,8 +17,9 @@ def fake_run(folder: Path, method: str, seed: int, f1: float, weights: list[floa
     (run / "metrics.json").write_text(json.dumps({
         "task": "mrpc", "method": method, "seed": seed, "main_metric": "f1", "dev": {"f1": f1},
         "teacher_dev": {"f1": 0.9}, "wall_s": {"final_s": 10.0, "eval_s": 2.0}}))
-    rows = [{"run": "episode", "episode": e, "action": [9.0] * 4, "critic_loss": e + f1} for e in (0, 1)]
-    rows += [{"run": "final", "action": w} for w in (weights, weights)]
+    rows = [{"event": "phase", "run": "episode", "episode": e, "phase": 0, "action": [9.0] * 4, "critic_loss": e + f1}
+            for e in (0, 1)]
+    rows += [{"event": "phase", "run": "final", "phase": k, "action": w} for k, w in enumerate((weights, weights))]
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 

@@ -17,9 +17,11 @@ def fake_runs(folder: Path, resk_effect: float, method="ksm-soft", run="episode"
             for phase in range(12):
                 action = rng.uniform(0, 1, 4).tolist()
                 reward = 1.0 - 0.1 * phase + resk_effect * action[1] + 0.1 * rng.standard_normal()
-                rows.append({"run": run, "episode": episode, "phase": phase, "action": action,
+                rows.append({"event": "phase", "run": run, "episode": episode, "phase": phase, "action": action,
                              "reward_task": reward})
-        rows.append({"run": "other", "episode": 0, "phase": 0, "action": [1.0] * 4, "reward_task": 9.0})
+        other = "final" if run == "episode" else "episode"  # phases of the other kind, not to be read
+        rows.append({"event": "phase", "run": other, "episode": 0, "phase": 0, "action": [1.0] * 4,
+                     "reward_task": 9.0})
         (folder / f"{method}-s{seed}").mkdir(parents=True)
         (folder / f"{method}-s{seed}" / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (folder / f"{method}-s{seed}" / "metrics.json").write_text("{}")
