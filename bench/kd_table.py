@@ -1,11 +1,12 @@
 """The distillation results table (issue 3's evidence) from run.py output folders.
 
     python bench/kd_table.py runs/mrpc runs/stsb runs/rte > bench/RESULTS-kd-part.md
+    python bench/kd_table.py bench/study/mrpc+bench/study-ema/mrpc   # one table from two folders
 
 Reads every <folder>/<method>-s<seed>/metrics.json and config.json (finished runs
-only) and prints, per task, the teacher's dev score and, per method, the mean and
-sample standard deviation over seeds of each dev metric and of the wall time,
-with the flags the runs were made with, and the knowledge weights (FinK, ResK,
+only; an argument FOLDER+FOLDER... makes one task's table of the runs in several folders)
+and prints, per task, the teacher's dev score and, per method, the mean and sample
+standard deviation over seeds of each dev metric and of the wall time, with the flags the runs were made with, and the knowledge weights (FinK, ResK,
 FeaK, RelK) the final runs applied, averaged over their phases and seeds. Each
 method is also compared with finetune, with all, with the task's best fixed
 baseline (of finetune, kd, pkd and all, the highest mean main metric) and with its
@@ -16,8 +17,10 @@ mean main metric as a percentage of the teacher's. A second table gives each see
 metric per method, the weights each KSM run applied in its final run (mean over phases), and
 its critic's TD loss over the last episode: the agent's rewards are scaled to RMS 1, so a loss
 near 1 means the critic predicted none of them (the actor then climbs a flat Q). A claim about
-the seeds can so be read off without the run folders. Nothing is run here: the
-commands are in the results file that quotes these tables.
+the seeds can so be read off without the run folders. A run made with --loss-norm other than
+auto (the control `all --loss-norm ema`, which normalises its losses as the selectors do) gets a
+row of its own, named with the flag, and is no baseline. Nothing is run here: the commands are in
+the results file that quotes these tables.
 """
 import collections
 import json
@@ -72,27 +75,36 @@ def versus(mine: list[dict], baseline: dict, main: str) -> str:
     return f"{'+' if statistics.mean(diffs) >= 0 else ''}{mean_std(diffs)} ({ahead}/{len(diffs)} ahead)"
 
 
-def table(folder: Path) -> list[str]:
+def label(metrics: dict, config: dict) -> str:
+    """The row a run belongs to: its method, and --loss-norm where the run was not made with auto."""
+    norm = config["args"].get("loss_norm", "auto")
+    return metrics["method"] if norm == "auto" else f"{metrics['method']} --loss-norm {norm}"
+
+
+def table(*folders: Path) -> list[str]:
     runs = []
-    for metrics_file in sorted(folder.glob("*-s*/metrics.json")):
+    for metrics_file in sorted(f for folder in folders for f in folder.glob("*-s*/metrics.json")):
         config = json.loads((metrics_file.parent / "config.json").read_text())
         metrics = json.loads(metrics_file.read_text())
         rows = read_phase_records(metrics_file.parent / "log.jsonl")
         metrics["weights"], metrics["critic_loss"] = final_weights(rows), last_critic_loss(rows)
+        metrics["label"] = label(metrics, config)
         runs.append((metrics, config))
+    where = " + ".join(str(folder) for folder in folders)
     if not runs:
-        return [f"{folder}: no finished runs", ""]
+        return [f"{where}: no finished runs", ""]
     first = runs[0][0]
     keys = list(first["dev"])
     main = first["main_metric"]
     teacher = " / ".join(f"{k} {100 * first['teacher_dev'][k]:.2f}" for k in keys)
     flags = ", ".join(f"--{f.replace('_', '-')} {flag_values([c for _, c in runs], f)}" for f in SHOWN_FLAGS)
-    methods = sorted({m["method"] for m, _ in runs}, key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
-    by_method = {method: [m for m, _ in runs if m["method"] == method] for method in methods}
+    order = {m["label"]: ORDER.index(m["method"]) if m["method"] in ORDER else len(ORDER) for m, _ in runs}
+    methods = sorted(order, key=lambda row: (order[row], row))
+    by_method = {method: [m for m, _ in runs if m["label"] == method] for method in methods}
     best_fixed, best_random = (max((m for m in methods if m in group), default=None,
                                    key=lambda b: statistics.mean(m["dev"][main] for m in by_method[b]))
                                for group in (FIXED, RANDOM))
-    out = [f"### {first['task']} ({folder})", "", f"Teacher dev: {teacher}. Flags: {flags}.", "",
+    out = [f"### {first['task']} ({where})", "", f"Teacher dev: {teacher}. Flags: {flags}.", "",
            "| method | seeds | " + " | ".join(keys) + f" | of teacher | Δ {main} vs finetune, paired | Δ vs all, paired"
            f" | Δ vs best fixed ({best_fixed or 'none'}), paired | Δ vs best random ({best_random or 'none'}), paired"
            " | final weights Fin/Res/Fea/Rel | wall s per run |",
@@ -129,4 +141,4 @@ def per_seed(by_method: dict[str, list[dict]], main: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    print("\n".join(line for folder in sys.argv[1:] for line in table(Path(folder))))
+    print("\n".join(line for arg in sys.argv[1:] for line in table(*map(Path, arg.split("+")))))

@@ -10,10 +10,11 @@ module = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "kd_table.py")
 kd_table = module["table"]
 
 
-def fake_run(folder: Path, method: str, seed: int, f1: float, weights: list[float]):
+def fake_run(folder: Path, method: str, seed: int, f1: float, weights: list[float], loss_norm: str = "auto"):
     run = folder / f"{method}-s{seed}"
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"args": {f: 1 for f in module["SHOWN_FLAGS"]}}))
+    args = {f: 1 for f in module["SHOWN_FLAGS"]} | {"loss_norm": loss_norm}
+    (run / "config.json").write_text(json.dumps({"args": args}))
     (run / "metrics.json").write_text(json.dumps({
         "task": "mrpc", "method": method, "seed": seed, "main_metric": "f1", "dev": {"f1": f1},
         "teacher_dev": {"f1": 0.9}, "wall_s": {"final_s": 10.0, "eval_s": 2.0}}))
@@ -38,7 +39,8 @@ def test_table_gives_means_sds_and_differences_paired_by_seed(tmp_path):
     (tmp_path / "kd-s3").mkdir()
     lines = kd_table(tmp_path)
     assert lines[2] == "Teacher dev: f1 90.00. Flags: " + ", ".join(
-        f"--{f} 1" for f in ("teacher-seed", "student-layers", "epochs", "episodes", "phases-per-epoch", "lr",
+        f"--{f} {'auto' if f == 'loss-norm' else 1}" for f in (
+                             "teacher-seed", "student-layers", "epochs", "episodes", "phases-per-epoch", "lr",
                              "batch-size", "max-len", "teacher-epochs", "teacher-lr", "reward-split", "loss-norm",
                              "action-norm", "episode-fraction", "reward-fraction", "reward-baseline", "lr-actor",
                              "critic-weight-decay",
@@ -96,6 +98,24 @@ def test_per_seed_table_gives_each_seeds_metric_and_the_ksm_weights(tmp_path):
     assert lines[start + 2:start + 6] == ["| seed | kd | ksm-soft | ksm-soft weights | ksm-soft critic loss |",
                                           "|---|---|---|---|---|", "| 1 | 81.00 |  |  |  |",
                                           "| 2 | 83.00 | 84.50 | 1.00/0.25/0.00/1.00 | 1.84 |"]
+
+
+def test_a_control_from_another_folder_gets_its_own_row_and_is_no_baseline(tmp_path):
+    study, control = tmp_path / "study", tmp_path / "control"
+    for seed, plain, ema, ksm in ((1, 0.80, 0.83, 0.82), (2, 0.81, 0.84, 0.85)):
+        fake_run(study, "all", seed, plain, [1.0] * 4)
+        fake_run(control, "all", seed, ema, [1.0] * 4, loss_norm="ema")
+        fake_run(study, "ksm-soft", seed, ksm, [1.0, 0.0, 1.0, 1.0])
+    lines = kd_table(study, control)
+    assert lines[0] == f"### mrpc ({study} + {control})"
+    assert "--loss-norm auto (4 runs) or ema (2 runs)" in lines[2]
+    rows = main_rows(lines)
+    assert list(rows) == ["all", "all --loss-norm ema", "ksm-soft"]
+    # the control is compared with all (+3 points on each seed); ksm-soft with all, not with the control
+    assert rows["all --loss-norm ema"][4] == "+3.00 ± 0.00 (2/2 ahead)"
+    assert rows["ksm-soft"][4] == "+3.00 ± 1.41 (2/2 ahead)"  # +2, +4
+    assert "| Δ vs best fixed (all), paired |" in lines[4]
+    assert "| seed | all | all --loss-norm ema | ksm-soft |" in lines[lines.index("Per seed, f1:") + 2]
 
 
 def test_a_flag_the_runs_differ_on_shows_each_value_with_its_count(tmp_path):
