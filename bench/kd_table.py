@@ -3,24 +3,23 @@
     python bench/kd_table.py runs/mrpc runs/stsb runs/rte > bench/RESULTS-kd-part.md
     python bench/kd_table.py bench/study/mrpc+bench/study-ema/mrpc   # one table from two folders
 
-Reads every <folder>/<method>-s<seed>/metrics.json and config.json (finished runs
-only; an argument FOLDER+FOLDER... makes one task's table of the runs in several folders)
-and prints, per task, the teacher's dev score and, per method, the mean and sample
-standard deviation over seeds of each dev metric and of the wall time, with the flags the runs were made with, and the knowledge weights (FinK, ResK,
-FeaK, RelK) the final runs applied, averaged over their phases and seeds. Each
-method is also compared with finetune, with all, with the task's best fixed
-baseline (of finetune, kd, pkd and all, the highest mean main metric) and with its
-best random one (of random-soft and random-hard: the selection the KSM must beat) on the main
-metric, paired by seed (same seed, same data order): mean and sd of the per-seed
-difference, and on how many seeds the method came out ahead. "of teacher" is the
-mean main metric as a percentage of the teacher's. A second table gives each seed's main
-metric per method, the weights each KSM run applied in its final run (mean over phases), and
-its critic's TD loss over the last episode: the agent's rewards are scaled to RMS 1, so a loss
-near 1 means the critic predicted none of them (the actor then climbs a flat Q). A claim about
-the seeds can so be read off without the run folders. A run made with --loss-norm other than
-auto (the control `all --loss-norm ema`, which normalises its losses as the selectors do) gets a
-row of its own, named with the flag, and is no baseline. Nothing is run here: the commands are in
-the results file that quotes these tables.
+Reads every <folder>/<method>-s<seed>/metrics.json and config.json (finished runs only; an argument
+FOLDER+FOLDER... makes one task's table of the runs in several folders) and prints, per task, the
+teacher's dev score and, per method, the mean and sample standard deviation over seeds of each dev
+metric and of the wall time, with the flags the runs were made with, and the knowledge weights
+(FinK, ResK, FeaK, RelK) the final runs applied, averaged over their phases and seeds. Each method
+is also compared with finetune, with all, with the task's best fixed baseline (of finetune, kd, pkd
+and all, the highest mean main metric) and with its best random one (of random-soft and random-hard:
+the selection the KSM must beat) on the main metric, paired by seed (same seed, same data order):
+mean and sd of the per-seed difference, and on how many seeds the method came out ahead. "of
+teacher" is the mean main metric as a percentage of the teacher's. A second table gives each seed's
+main metric per method, the weights each KSM run applied in its final run (mean over phases), and
+its critic's TD loss over the last episode: the agent's rewards are scaled to RMS 1, so a loss near
+1 means the critic predicted none of them (the actor then climbs a flat Q). A claim about the seeds
+can so be read off without the run folders. A run made with --loss-norm other than auto (the control
+`all --loss-norm ema`, which normalises its losses as the selectors do) gets a row of its own, named
+with the flag, and is no baseline. Nothing is run here: the commands are in the results file that
+quotes these tables.
 """
 import collections
 import json
