@@ -349,7 +349,6 @@ def check_fits(config, tokenizer, args) -> None:
                       f"{config.max_position_embeddings} positions")
 
 
-
 if __name__ == "__main__":
     debug = "--debug" in sys.argv
     try:
