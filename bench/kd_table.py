@@ -81,6 +81,9 @@ def label(metrics: dict, config: dict) -> str:
 
 
 def table(*folders: Path) -> list[str]:
+    for folder in folders:  # a mistyped folder would otherwise pass as one with no runs yet
+        if not folder.is_dir():
+            raise SystemExit(f"kd_table.py: {folder}: no such folder")
     runs = []
     for metrics_file in sorted(f for folder in folders for f in folder.glob("*-s*/metrics.json")):
         config = json.loads((metrics_file.parent / "config.json").read_text())

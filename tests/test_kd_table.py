@@ -60,6 +60,12 @@ def test_empty_folder_says_so(tmp_path):
     assert kd_table(tmp_path) == [f"{tmp_path}: no finished runs", ""]
 
 
+def test_a_missing_folder_is_an_error_naming_it(tmp_path):
+    fake_run(tmp_path / "a", "all", 1, 0.8, [1.0] * 4)
+    with pytest.raises(SystemExit, match=f"{tmp_path / 'b'}: no such folder"):
+        kd_table(tmp_path / "a", tmp_path / "b")
+
+
 @pytest.mark.parametrize("f1, expected", [(0.70, "-10.00 ± 0.00 (0/1 ahead)"), (0.80, "+0.00 ± 0.00 (0/1 ahead)")])
 def test_difference_sign(tmp_path, f1, expected):
     fake_run(tmp_path, "finetune", 1, 0.80, [1.0, 0.0, 0.0, 0.0])
