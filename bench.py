@@ -48,7 +48,7 @@ from kd_ref.bert import Bert, BertConfig
 from kd_ref.compiled import MALLOPT, compile_counts, compile_model, keep_freed_memory, use_tf32
 from kd_ref.fused import make_fused_loss
 from kd_ref.optim import make_optimizer
-from kd_ref.student import build_student, layer_map, make_projections
+from kd_ref.student import build_student, default_layers, layer_map, make_projections
 
 ROOT = Path(__file__).resolve().parent
 BASELINE = Path(os.environ.get("KD_BASELINE", ROOT.parent / "shared" / "bench" / "hf_kd_baseline.py"))
@@ -83,7 +83,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     cuda = args.device.startswith("cuda")
     args.teacher = args.teacher or ("base" if cuda else "small")
-    args.student_layers = args.student_layers or TEACHERS[args.teacher].num_hidden_layers // 2
+    args.student_layers = args.student_layers or default_layers(TEACHERS[args.teacher].num_hidden_layers)
     args.dtype = args.dtype or ("bf16" if cuda else "fp32")
     args.batch = args.batch or (32 if cuda else 8)
     args.baseline_variants = args.baseline_variants or ("eager,compiled" if cuda else "eager,eager+keep")

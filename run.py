@@ -43,7 +43,7 @@ from kd_ref.outputs import JsonlLog, first_change, summarise, versions, write_at
 from kd_ref.report import write_report
 from kd_ref.resume import Checkpoints
 from kd_ref.selectors import METHODS, SelectorConfig, make_selector
-from kd_ref.student import build_student, layer_map, layer_map_table, make_projections, student_config
+from kd_ref.student import build_student, default_layers, layer_map, layer_map_table, make_projections, student_config
 from kd_ref.teacher_setup import make_teacher_view, prepare_teacher
 from kd_ref.tokenizer import BertTokenizer
 
@@ -291,7 +291,7 @@ def run_main(args, locks: ExitStack):
     teacher_config = load_config(args.teacher)
     check_fits(teacher_config, tokenizer, args)
     if args.student_layers is None:
-        args.student_layers = max(1, teacher_config.num_hidden_layers // 2)
+        args.student_layers = default_layers(teacher_config.num_hidden_layers)
     if args.student_init in ("teacher", "random"):
         student_config(teacher_config, args.student_layers, args.student_hidden, args.student_init)  # before any work
     train, dev = encode_split(data_dir, task, "train", tokenizer), encode_split(data_dir, task, task.dev_splits[0], tokenizer)

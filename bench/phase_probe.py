@@ -38,7 +38,7 @@ from kd_ref.errors import KdError  # noqa: E402
 from kd_ref.glue import get_task, resolve_data_dir  # noqa: E402
 from kd_ref.resume import Checkpoints, rng_state  # noqa: E402
 from kd_ref.selectors import Selector  # noqa: E402
-from kd_ref.student import build_student, layer_map, make_projections  # noqa: E402
+from kd_ref.student import build_student, default_layers, layer_map, make_projections  # noqa: E402
 from kd_ref.teacher_setup import make_teacher_view  # noqa: E402
 from kd_ref.tokenizer import BertTokenizer  # noqa: E402
 
@@ -101,7 +101,7 @@ def probe(out_path: Path, argv: list[str]) -> None:
     if not ready:
         raise KdError(f"{args.teacher}: no classifier for {task.name}; fine-tune it first (run.py --teacher-only)")
     teacher.eval()
-    layers = args.student_layers or max(1, teacher.config.num_hidden_layers // 2)
+    layers = args.student_layers or default_layers(teacher.config.num_hidden_layers)
     g = layer_map(teacher.config.num_hidden_layers, layers)
     with tempfile.TemporaryDirectory() as scratch:  # a teacher cache not found beside the teacher goes here
         view = make_teacher_view(args, teacher, Path(args.teacher), train, g, device, Path(scratch))

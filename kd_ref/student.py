@@ -15,6 +15,11 @@ from .checkpoint import load_bert
 from .errors import KdError
 
 
+def default_layers(teacher_layers: int) -> int:
+    """--student-layers when not given: half the teacher's layers (12 -> 6), at least one."""
+    return max(1, teacher_layers // 2)
+
+
 def layer_map(teacher_layers: int, student_layers: int) -> list[int]:
     """g(0..M): g(i) = round(i * N / M), rounding halves up (Python's round() rounds them to even)."""
     if not 1 <= student_layers <= teacher_layers:
