@@ -2,6 +2,7 @@
 
     python bench/kd_table.py runs/mrpc runs/stsb runs/rte > bench/RESULTS-kd-part.md
     python bench/kd_table.py bench/study/mrpc+bench/study-ema/mrpc   # one table from two folders
+    python bench/kd_table.py --summary bench/study/mrpc bench/study/stsb   # one table over the tasks
 
 Reads every <folder>/<method>-s<seed>/metrics.json and config.json (finished runs only; an argument
 FOLDER+FOLDER... makes one task's table of the runs in several folders) and prints, per task, the
@@ -80,7 +81,8 @@ def label(metrics: dict, config: dict) -> str:
     return metrics["method"] if norm == "auto" else f"{metrics['method']} --loss-norm {norm}"
 
 
-def table(*folders: Path) -> list[str]:
+def load(*folders: Path) -> list[tuple[dict, dict]]:
+    """Every finished run in the folders: (metrics with its final weights, critic loss and row label, config)."""
     for folder in folders:  # a mistyped folder would otherwise pass as one with no runs yet
         if not folder.is_dir():
             raise SystemExit(f"kd_table.py: {folder}: no such folder")
@@ -92,6 +94,30 @@ def table(*folders: Path) -> list[str]:
         metrics["weights"], metrics["critic_loss"] = final_weights(rows), last_critic_loss(rows)
         metrics["label"] = label(metrics, config)
         runs.append((metrics, config))
+    return runs
+
+
+def row_key(row: str) -> tuple[int, str]:
+    """Rows in ORDER; a control row (its method and a flag) after its method's; unknown methods last."""
+    method = row.split(" ")[0]
+    return ORDER.index(method) if method in ORDER else len(ORDER), row
+
+
+def by_row(runs: list[tuple[dict, dict]], main: str) -> tuple[dict[str, list[dict]], str | None, str | None]:
+    """The runs by row label, and the task's best fixed and best random method (highest mean main metric)."""
+    by_method = {row: [m for m, _ in runs if m["label"] == row] for row in sorted({m["label"] for m, _ in runs}, key=row_key)}
+    best_fixed, best_random = (max((m for m in by_method if m in group), default=None,
+                                   key=lambda b: statistics.mean(m["dev"][main] for m in by_method[b]))
+                               for group in (FIXED, RANDOM))
+    return by_method, best_fixed, best_random
+
+
+def seed_scores(by_method: dict[str, list[dict]], method: str | None, main: str) -> dict[int, float]:
+    return {m["seed"]: m["dev"][main] for m in by_method.get(method, [])}
+
+
+def table(*folders: Path) -> list[str]:
+    runs = load(*folders)
     where = " + ".join(str(folder) for folder in folders)
     if not runs:
         return [f"{where}: no finished runs", ""]
@@ -100,19 +126,14 @@ def table(*folders: Path) -> list[str]:
     main = first["main_metric"]
     teacher = " / ".join(f"{k} {100 * first['teacher_dev'][k]:.2f}" for k in keys)
     flags = ", ".join(f"--{f.replace('_', '-')} {flag_values([c for _, c in runs], f)}" for f in SHOWN_FLAGS)
-    order = {m["label"]: ORDER.index(m["method"]) if m["method"] in ORDER else len(ORDER) for m, _ in runs}
-    methods = sorted(order, key=lambda row: (order[row], row))
-    by_method = {method: [m for m, _ in runs if m["label"] == method] for method in methods}
-    best_fixed, best_random = (max((m for m in methods if m in group), default=None,
-                                   key=lambda b: statistics.mean(m["dev"][main] for m in by_method[b]))
-                               for group in (FIXED, RANDOM))
+    by_method, best_fixed, best_random = by_row(runs, main)
     out = [f"### {first['task']} ({where})", "", f"Teacher dev: {teacher}. Flags: {flags}.", "",
            "| method | seeds | " + " | ".join(keys) + f" | of teacher | Δ {main} vs finetune, paired | Δ vs all, paired"
            f" | Δ vs best fixed ({best_fixed or 'none'}), paired | Δ vs best random ({best_random or 'none'}), paired"
            " | final weights Fin/Res/Fea/Rel | wall s per run |",
            "|---" * (len(keys) + 9) + "|"]
     compared = ("finetune", "all", best_fixed, best_random)
-    baselines = {b: {m["seed"]: m["dev"][main] for m in by_method.get(b, [])} for b in compared}
+    baselines = {b: seed_scores(by_method, b, main) for b in compared}
     for method, mine in by_method.items():
         cells = [mean_std([m["dev"][k] for m in mine]) for k in keys]
         share = f"{100 * statistics.mean(m['dev'][main] for m in mine) / first['teacher_dev'][main]:.1f}%"
@@ -123,6 +144,36 @@ def table(*folders: Path) -> list[str]:
         versus_cells = [versus(mine, baselines[b], main) if method != b else "" for b in compared]
         out.append(f"| {method} | {seeds} | " + " | ".join(cells + [share] + versus_cells) + f" | {weights} | {wall} |")
     return out + [""] + per_seed(by_method, main)
+
+
+def summary(*tasks: tuple[Path, ...]) -> list[str]:
+    """One table over tasks (each a tuple of folders): per method the mean ± sd of the main metric and its
+    number of seeds, then each KSM against its task's best fixed and best random method and its control
+    (`all --loss-norm ema`, where run), paired by seed: the paper's claim, per task, in one table."""
+    columns = []
+    for folders in tasks:
+        runs = load(*folders)
+        if not runs:
+            raise SystemExit(f"kd_table.py: {' + '.join(map(str, folders))}: no finished runs")
+        first, main = runs[0][0], runs[0][0]["main_metric"]
+        by_method, best_fixed, best_random = by_row(runs, main)
+        columns.append({"head": f"{first['task']} {main}", "teacher": first["teacher_dev"][main], "main": main,
+                        "runs": by_method, "best fixed": best_fixed, "best random": best_random})
+    out = ["| | " + " | ".join(c["head"] for c in columns) + " |", "|---" * (1 + len(columns)) + "|",
+           "| teacher | " + " | ".join(f"{100 * c['teacher']:.2f}" for c in columns) + " |"]
+    for row in sorted({row for c in columns for row in c["runs"]}, key=row_key):
+        cells = [f"{mean_std([m['dev'][c['main']] for m in c['runs'][row]])} ({len(c['runs'][row])})"
+                 if row in c["runs"] else "" for c in columns]
+        out.append(f"| {row} | " + " | ".join(cells) + " |")
+    for c in columns:  # a control row (a method run with another flag) is a third yardstick
+        c["control"] = next((row for row in c["runs"] if " " in row), None)
+    for ksm in ("ksm-soft", "ksm-hard"):
+        for kind in ("best fixed", "best random", "control"):
+            cells = [f"{versus(c['runs'][ksm], seed_scores(c['runs'], c[kind], c['main']), c['main'])} vs {c[kind]}"
+                     if ksm in c["runs"] and c[kind] else "" for c in columns]
+            if any(cells):
+                out.append(f"| {ksm} − {kind}, paired | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def per_seed(by_method: dict[str, list[dict]], main: str) -> list[str]:
@@ -143,4 +194,7 @@ def per_seed(by_method: dict[str, list[dict]], main: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    print("\n".join(line for arg in sys.argv[1:] for line in table(*map(Path, arg.split("+")))))
+    args = sys.argv[1:]
+    tasks = [tuple(map(Path, arg.split("+"))) for arg in args if arg != "--summary"]
+    lines = summary(*tasks) if "--summary" in args else [line for folders in tasks for line in table(*folders)]
+    print("\n".join(lines))

@@ -8,6 +8,7 @@ import pytest
 
 module = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "kd_table.py"))
 kd_table = module["table"]
+kd_summary = module["summary"]
 
 
 def fake_run(folder: Path, method: str, seed: int, f1: float, weights: list[float], loss_norm: str = "auto"):
@@ -132,6 +133,37 @@ def test_a_flag_the_runs_differ_on_shows_each_value_with_its_count(tmp_path):
     flags = kd_table(tmp_path)[2]
     assert "--teacher-lr 1 (2 runs) or 2e-05 (1 runs), " in flags
     assert "--lr 1, " in flags
+
+
+def test_summary_puts_each_tasks_ksm_against_its_own_best_fixed_random_and_control(tmp_path):
+    a, b, control = tmp_path / "a", tmp_path / "b", tmp_path / "control"
+    for seed, finetune, all_, soft, ema, ksm in ((1, 0.80, 0.82, 0.83, 0.81, 0.84), (2, 0.82, 0.81, 0.85, 0.87, 0.83)):
+        for method, f1 in (("finetune", finetune), ("all", all_), ("random-soft", soft), ("ksm-soft", ksm)):
+            fake_run(a, method, seed, f1, [1.0] * 4)
+        fake_run(control, "all", seed, ema, [1.0] * 4, loss_norm="ema")
+    fake_run(b, "finetune", 1, 0.70, [1.0, 0.0, 0.0, 0.0])
+    fake_run(b, "ksm-soft", 1, 0.75, [1.0] * 4)
+    lines = kd_summary((a, control), (b,))
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[2:] if line}
+    assert lines[0] == "| | mrpc f1 | mrpc f1 |"  # fake_run writes task mrpc into every run
+    assert rows["teacher"] == ["90.00", "90.00 |"]
+    # rows in ORDER, the control after its method; a method a task lacks leaves its cell empty
+    assert list(rows)[1:5] == ["finetune", "all", "all --loss-norm ema", "random-soft"]
+    assert rows["finetune"] == ["81.00 ± 1.41 (2)", "70.00 ± 0.00 (1) |"]
+    assert rows["all"] == ["81.50 ± 0.71 (2)", " |"]
+    # task a's best fixed is all (81.5 against finetune's 81.0), not the control; ksm-soft +2, +2 over it
+    assert rows["ksm-soft − best fixed, paired"] == ["+2.00 ± 0.00 (2/2 ahead) vs all",
+                                                    "+5.00 ± 0.00 (1/1 ahead) vs finetune |"]
+    assert rows["ksm-soft − best random, paired"] == ["-0.50 ± 2.12 (1/2 ahead) vs random-soft", " |"]  # +1, -2
+    assert rows["ksm-soft − control, paired"] == ["-0.50 ± 4.95 (1/2 ahead) vs all --loss-norm ema", " |"]  # +3, -4
+    assert not any(row.startswith("ksm-hard") for row in rows)  # no ksm-hard runs: no rows for it
+
+
+def test_summary_of_a_folder_without_runs_is_an_error(tmp_path):
+    fake_run(tmp_path / "a", "all", 1, 0.8, [1.0] * 4)
+    (tmp_path / "b").mkdir()
+    with pytest.raises(SystemExit, match=f"{tmp_path / 'b'}: no finished runs"):
+        kd_summary((tmp_path / "a",), (tmp_path / "b",))
 
 
 def test_lr_table_marks_each_tasks_best_rate(tmp_path):
