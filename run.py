@@ -42,7 +42,7 @@ from kd_ref.lock import hold_all
 from kd_ref.outputs import JsonlLog, first_change, summarise, versions, write_atomically, write_json
 from kd_ref.report import write_report
 from kd_ref.resume import Checkpoints
-from kd_ref.selectors import METHODS, SelectorConfig, make_selector
+from kd_ref.selectors import METHODS, SUBSET, SelectorConfig, check_method, make_selector
 from kd_ref.student import build_student, default_layers, layer_map, layer_map_table, make_projections, student_config
 from kd_ref.teacher_setup import make_teacher_view, prepare_teacher
 from kd_ref.tokenizer import BertTokenizer
@@ -56,7 +56,8 @@ def parse_args(argv=None):
     a("--teacher", help="teacher folder in the Hugging Face layout (config.json, model.safetensors, vocab)")
     a("--data-dir", help="GLUE folder (default: $KD_GLUE_DIR, else ../shared/data/glue)")
     a("--out", help="output folder (default: runs/<task>)")
-    a("--method", default="ksm-soft", help="one or more of " + ",".join(METHODS) + ", comma-separated")
+    a("--method", default="ksm-soft", help="one or more of " + ",".join(METHODS) + f", comma-separated; or {SUBSET}XXXX,"
+      " a fixed 0/1 weight each for FinK, ResK, FeaK, RelK (subset-0111: all but the gold labels)")
     a("--seed", type=int, default=1, help="fixes a run: data order, dropout, initialisation, agent")
     a("--seeds", help="comma-separated seeds, one run each, plus a mean/std summary (overrides --seed)")
     a("--demo", action="store_true", help="whole pipeline on an embedded synthetic task, tiny BERT, no downloads")
@@ -335,8 +336,7 @@ def check_args(args, methods) -> None:
                        "reward_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
                        "alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"), "beta": (lambda v: v >= 0, "0 or more")})
     for m in methods:
-        if m not in METHODS:
-            raise KdError(f"--method {m}: unknown; expected one of {', '.join(METHODS)}")
+        check_method(m)
 
 
 def check_fits(config, tokenizer, args) -> None:

@@ -15,6 +15,28 @@ from kd_ref.agent import AgentConfig, KnowledgeSelectionAgent, N_KNOWLEDGE, forc
 from kd_ref.errors import KdError
 
 METHODS = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-soft", "ksm-hard")
+# [ours] subset-XXXX: a fixed subset, one 0/1 digit per knowledge in FinK, ResK, FeaK, RelK order
+# (subset-1111 is all). Not the paper's: it asks what one fixed choice achieves, the most a selector
+# that settles on that choice could.
+SUBSET = "subset-"
+
+
+def subset_weights(method: str) -> tuple[int, ...] | None:
+    """The weights of a subset-XXXX method; None for any other name."""
+    digits = method.removeprefix(SUBSET)
+    if not method.startswith(SUBSET) or len(digits) != 4 or set(digits) - {"0", "1"}:
+        return None
+    return tuple(int(d) for d in digits)
+
+
+def check_method(method: str) -> None:
+    """A method run.py and make_selector accept, or a one-line error naming it and the choices."""
+    weights = subset_weights(method)
+    if method not in METHODS and weights is None:
+        raise KdError(f"--method {method}: unknown; expected one of {', '.join(METHODS)}, or {SUBSET}XXXX "
+                      "(one 0/1 digit each for FinK, ResK, FeaK, RelK)")
+    if weights is not None and not (weights[0] or weights[1]):
+        raise KdError(f"--method {method}: keeps neither FinK nor ResK, so nothing trains the classifier")
 
 
 @dataclass
@@ -65,7 +87,7 @@ class Selector:
 
 
 class FixedSelector(Selector):
-    """finetune, kd, pkd, all: the same weights every phase."""
+    """finetune, kd, pkd, all, subset-XXXX: the same weights every phase."""
 
     def __init__(self, method: str, weights: tuple, feak_mode: str = "tokens"):
         super().__init__(method)
@@ -135,14 +157,14 @@ class KsmSelector(Selector):
 
 def make_selector(method: str, student_dim: int, teacher_dim: int, config: SelectorConfig, seed: int) -> Selector:
     """The selector for `method` (one of METHODS); dims are the [CLS] widths the KSM state reads."""
-    if method not in METHODS:
-        raise KdError(f"selectors.py: unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    check_method(method)
     if not 0 <= config.alpha <= 1:
         raise KdError(f"selectors.py: kd alpha must lie in [0, 1], got {config.alpha}")
     fixed = {"finetune": (1, 0, 0, 0), "kd": (1 - config.alpha, config.alpha, 0, 0),
              "pkd": (1, 1, config.beta, 0), "all": (1, 1, 1, 1)}
-    if method in fixed:
-        return FixedSelector(method, fixed[method], feak_mode="cls" if method == "pkd" else "tokens")
+    if method in fixed or subset_weights(method):
+        weights = fixed.get(method) or subset_weights(method)
+        return FixedSelector(method, weights, feak_mode="cls" if method == "pkd" else "tokens")
     hard = method.endswith("-hard")
     if method.startswith("random-"):
         return RandomSelector(method, hard, seed)

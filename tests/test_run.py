@@ -165,6 +165,15 @@ def test_every_baseline_takes_the_weights_of_method_md(tiny, tmp_path):
     assert "| kd | 2 |" in (tmp_path / "summary.md").read_text()
 
 
+def test_a_fixed_subset_applies_its_digits_and_subset_1111_is_all(tiny, tmp_path):
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "all,subset-1111,subset-0111"))
+    assert all(r["action"] == [0, 1, 1, 1] for r in phases(tmp_path / "subset-0111-s1"))
+    same = [phases(tmp_path / f"{m}-s1") for m in ("all", "subset-1111")]
+    assert same[0] == same[1]  # same weights, same normalisation: the same run, every logged loss and score
+    dev = [json.loads((tmp_path / f"{m}-s1" / "metrics.json").read_text())["dev"] for m in ("all", "subset-1111")]
+    assert dev[0] == dev[1]
+
+
 def test_regression_task_end_to_end(tiny, tmp_path):
     run.main(args(tiny, tmp_path, "--task", "stsb", "--method", "ksm-soft"))
     metrics = json.loads((tmp_path / "ksm-soft-s1" / "metrics.json").read_text())
@@ -261,7 +270,8 @@ def test_demo_runs_the_whole_pipeline_and_its_ksm_selects(tmp_path):
 
 @pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--warmup", "1.5"), ("--gamma", "1.0"), ("--tau", "0.0"),
                                          ("--reward-fraction", "1.0"), ("--alpha", "-0.1"), ("--student-layers", "0"),
-                                         ("--checkpoint-every", "0"), ("--method", "ksm-medium")])
+                                         ("--checkpoint-every", "0"), ("--method", "ksm-medium"),
+                                         ("--method", "subset-0011"), ("--method", "subset-2111")])
 def test_out_of_range_flags_are_refused_before_any_work(tmp_path, flag, value):
     with pytest.raises(KdError, match=f"^{flag} {value}: "):
         run.main(["--task", "rte", "--teacher", str(tmp_path / "none"), "--out", str(tmp_path / "out"), flag, value])

@@ -34,7 +34,8 @@ def drive(selector, phases=6, seed=0):
 
 
 @pytest.mark.parametrize("method, weights", [
-    ("finetune", [1, 0, 0, 0]), ("kd", [0.7, 0.3, 0, 0]), ("pkd", [1, 1, 50, 0]), ("all", [1, 1, 1, 1])])
+    ("finetune", [1, 0, 0, 0]), ("kd", [0.7, 0.3, 0, 0]), ("pkd", [1, 1, 50, 0]), ("all", [1, 1, 1, 1]),
+    ("subset-0111", [0, 1, 1, 1]), ("subset-1001", [1, 0, 0, 1])])
 def test_fixed_weights(method, weights):
     selector = make(method, SelectorConfig(alpha=0.3, beta=50.0))
     actions, feedback = drive(selector)
@@ -108,9 +109,16 @@ def test_state_dict_round_trip(method):
     assert torch.equal(selector.act(state, explore=True), resumed.act(state, explore=True))
 
 
-def test_unknown_method_lists_the_choices():
-    with pytest.raises(KdError, match="'ksm'.*finetune, kd, pkd, all, random-soft, random-hard, ksm-soft, ksm-hard"):
-        make("ksm")
+@pytest.mark.parametrize("method", ["ksm", "subset-011", "subset-01111", "subset-0121", "subset-"])
+def test_unknown_method_lists_the_choices(method):
+    with pytest.raises(KdError, match=f"--method {method}: unknown; expected one of finetune, kd, pkd, all, random-soft, "
+                                      "random-hard, ksm-soft, ksm-hard, or subset-XXXX"):
+        make(method)
+
+
+def test_a_subset_without_an_output_loss_is_refused():
+    with pytest.raises(KdError, match="--method subset-0011: keeps neither FinK nor ResK"):
+        make("subset-0011")
 
 
 def test_alpha_out_of_range():
