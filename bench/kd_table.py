@@ -157,16 +157,15 @@ def summary(*tasks: tuple[Path, ...]) -> list[str]:
             raise SystemExit(f"kd_table.py: {' + '.join(map(str, folders))}: no finished runs")
         first, main = runs[0][0], runs[0][0]["main_metric"]
         by_method, best_fixed, best_random = by_row(runs, main)
+        control = next((row for row in by_method if " " in row), None)  # a method run with another flag
         columns.append({"head": f"{first['task']} {main}", "teacher": first["teacher_dev"][main], "main": main,
-                        "runs": by_method, "best fixed": best_fixed, "best random": best_random})
+                        "runs": by_method, "best fixed": best_fixed, "best random": best_random, "control": control})
     out = ["| | " + " | ".join(c["head"] for c in columns) + " |", "|---" * (1 + len(columns)) + "|",
            "| teacher | " + " | ".join(f"{100 * c['teacher']:.2f}" for c in columns) + " |"]
     for row in sorted({row for c in columns for row in c["runs"]}, key=row_key):
         cells = [f"{mean_std([m['dev'][c['main']] for m in c['runs'][row]])} ({len(c['runs'][row])})"
                  if row in c["runs"] else "" for c in columns]
         out.append(f"| {row} | " + " | ".join(cells) + " |")
-    for c in columns:  # a control row (a method run with another flag) is a third yardstick
-        c["control"] = next((row for row in c["runs"] if " " in row), None)
     for ksm in ("ksm-soft", "ksm-hard"):
         for kind in ("best fixed", "best random", "control"):
             cells = [f"{versus(c['runs'][ksm], seed_scores(c['runs'], c[kind], c['main']), c['main'])} vs {c[kind]}"

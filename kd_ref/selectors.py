@@ -162,8 +162,8 @@ def make_selector(method: str, student_dim: int, teacher_dim: int, config: Selec
         raise KdError(f"selectors.py: kd alpha must lie in [0, 1], got {config.alpha}")
     fixed = {"finetune": (1, 0, 0, 0), "kd": (1 - config.alpha, config.alpha, 0, 0),
              "pkd": (1, 1, config.beta, 0), "all": (1, 1, 1, 1)}
-    if method in fixed or subset_weights(method):
-        weights = fixed.get(method) or subset_weights(method)
+    weights = fixed.get(method) or subset_weights(method)
+    if weights:
         return FixedSelector(method, weights, feak_mode="cls" if method == "pkd" else "tokens")
     hard = method.endswith("-hard")
     if method.startswith("random-"):
