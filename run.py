@@ -32,7 +32,7 @@ from kd_ref import distributed
 from kd_ref.agent import AgentConfig
 from kd_ref.checkpoint import load_config, save_bert
 from kd_ref.compiled import compile_model, default_compile, keep_freed_memory, use_tf32
-from kd_ref.data import encode_split, reward_split
+from kd_ref.data import encode_split, hold_out, stratified_split
 from kd_ref.demo import write_demo_task
 from kd_ref.distill import DistillConfig, check_config, distill
 from kd_ref.errors import KdError, check_flags
@@ -68,6 +68,10 @@ def parse_args(argv=None):
     a("--checkpoint-every", type=int, default=1,
       help="phases between checkpoints of the whole training state (also at the end of each episode and run)")
     a("--debug", action="store_true", help="show tracebacks for input errors")
+    a("--holdout", type=float, default=0.0,
+      help="[ours] keep this share of train (stratified, the same rows for every seed) out of all training, the "
+           "teacher's fine-tuning included, and score each student on it (metrics.json 'holdout'): a validation "
+           "set for choosing among methods without touching dev; 0: off")
     g = p.add_argument_group("student")
     g.add_argument("--student-layers", type=int, help="default: half the teacher's layers")
     g.add_argument("--student-hidden", type=int, help="default: the teacher's width")
@@ -127,7 +131,7 @@ def count(module) -> int:
 
 
 def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, out: Path, teacher_dev):
-    train, dev, test = data
+    train, dev, test, holdout = data
     run_dir = out / f"{method}-s{seed}"
     config = {"args": vars(args), "method": method, "seed": seed, "layer_map": g,
               "reward_split_is_dev": args.reward_split == "dev", "versions": versions()}
@@ -150,7 +154,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     if args.reward_split == "dev":
         episode_train, reward_rows = train, dev
     else:
-        keep, held = reward_split(train.labels, args.reward_fraction, seed, task.labels is None)
+        keep, held = stratified_split(train.labels, args.reward_fraction, seed, task.labels is None)
         episode_train, reward_rows = train.subset(keep), train.subset(held)
     batches = lambda split: [b.to(device) for b in split.batches(args.batch_size, args.max_len, shuffle=False,
                                                                    shard=distributed.shard())]
@@ -174,10 +178,12 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
             log.close()
     t0 = time.perf_counter()
     dev_metrics, dev_preds = evaluate(student, task, dev_batches, dev.labels)
+    holdout_metrics = None if holdout is None else evaluate(student, task, batches(holdout), holdout.labels)[0]
     test_preds = None if test is None else predictions(task, predict_logits(student, batches(test), len(test)))
     times["eval_s"] = time.perf_counter() - t0
     result = {"method": method, "seed": seed, "dev": dev_metrics, "wall_s": sum(times.values())}
-    print(f"{method} seed {seed}: dev {json.dumps(dev_metrics)} -> {run_dir}")
+    held = "" if holdout_metrics is None else f", holdout {json.dumps(holdout_metrics)}"
+    print(f"{method} seed {seed}: dev {json.dumps(dev_metrics)}{held} -> {run_dir}")
     if not distributed.is_main():
         return result
     write_predictions(run_dir / "dev_predictions.tsv", task, dev_preds)
@@ -187,6 +193,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     save_bert(student.cpu(), run_dir / "student", tokenizer_dir=args.teacher)
     student.to(device)
     metrics = {"task": task.name, "method": method, "seed": seed, "dev": dev_metrics, "teacher_dev": teacher_dev,
+               **({} if holdout_metrics is None else {"holdout": holdout_metrics, "holdout_rows": len(holdout)}),
                "main_metric": task.main_metric, "reward_split": reward_note(args),
                "params": {"teacher": count(teacher), "student": count(student), "projections": count(projections)},
                "wall_s": times, "resumed_from": resume["meta"] if resume else None, "processes": distributed.world()}
@@ -298,6 +305,7 @@ def run_main(args, locks: ExitStack):
     train, dev = encode_split(data_dir, task, "train", tokenizer), encode_split(data_dir, task, task.dev_splits[0], tokenizer)
     test_file = data_dir / task.folder / f"{task.test_splits[0]}.tsv"
     test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file.is_file() else None
+    train, holdout = hold_out(train, args.holdout, task.labels is None)
     with hold_all([out / "teacher"], device, wait=True):  # shared by every sweep into out: one at a time
         teacher, teacher_dev, teacher_s, teacher_dir = prepare_teacher(args, task, train, dev, out, device)
         g = layer_map(teacher.config.num_hidden_layers, args.student_layers)
@@ -312,7 +320,7 @@ def run_main(args, locks: ExitStack):
         print(f"teacher ready: {teacher_dir}, dev {task.main_metric} {teacher_dev[task.main_metric]:.4f}")
         distributed.shutdown()
         return
-    results = [run_one(args, m, s, task, (train, dev, test), teacher, teacher_view, g, device, out, teacher_dev)
+    results = [run_one(args, m, s, task, (train, dev, test, holdout), teacher, teacher_view, g, device, out, teacher_dev)
                for m in methods for s in seeds]
     summary, table = summarise(results, teacher_dev)
     summary["teacher_finetune_s"] = teacher_s
@@ -334,6 +342,7 @@ def check_args(args, methods) -> None:
                        "student_hidden": at_least_1, "teacher_lr": (lambda v: 0 < v < math.inf, "a positive number"),
                        "teacher_cache_gb": (lambda v: v >= 0, "0 or more"),
                        "reward_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+                       "holdout": (lambda v: 0 <= v < 1, "in [0, 1)"),
                        "alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"), "beta": (lambda v: v >= 0, "0 or more")})
     for m in methods:
         check_method(m)

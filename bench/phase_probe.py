@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import run  # noqa: E402
 from kd_ref.checkpoint import load_bert  # noqa: E402
-from kd_ref.data import encode_split, reward_split  # noqa: E402
+from kd_ref.data import encode_split, stratified_split  # noqa: E402
 from kd_ref.distill import DistillConfig, Trainee, episode_rows, train_student  # noqa: E402
 from kd_ref.errors import KdError  # noqa: E402
 from kd_ref.glue import get_task, resolve_data_dir  # noqa: E402
@@ -110,7 +110,7 @@ def probe(out_path: Path, argv: list[str]) -> None:
     projections = make_projections(student.config.hidden_size, teacher.config.hidden_size, len(g))
     model = Trainee(student, projections)
     start = copy.deepcopy(model.state_dict())
-    keep, held = reward_split(train.labels, args.reward_fraction, args.seed, task.labels is None)
+    keep, held = stratified_split(train.labels, args.reward_fraction, args.seed, task.labels is None)
     rows = episode_rows(train.subset(keep), args.episode_fraction, args.seed)
     reward_batches = train.subset(held).batches(args.batch_size, args.max_len, shuffle=False)
     cfg = run.config_from(args, DistillConfig)

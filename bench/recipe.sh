@@ -13,9 +13,9 @@ declare -A STUDENT_LR=([mrpc]=2e-4 [stsb]=2e-4 [cola]=1e-4)
 
 STUDENT_LAYERS=3  # the paper's BERT3 analogue; the teacher's cached outputs are those of its layer map
 
-teacher_flags() {
+teacher_flags() {  # TASK [OUT], OUT by default runs/study/TASK
   TEACHER=(--task "$1" --teacher weights/minilm-l6 --teacher-lr 5e-5 --teacher-epochs 4
-           --student-layers "$STUDENT_LAYERS" --out "runs/study/$1")
+           --student-layers "$STUDENT_LAYERS" --out "${2:-runs/study/$1}")
 }
 
 # A student of the study's teacher, in another output folder (the lr search, bench/selection.sh): run.py

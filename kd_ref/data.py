@@ -1,4 +1,4 @@
-"""A tokenised GLUE split, its batches, and the held-out reward split.
+"""A tokenised GLUE split, its batches, and the splits held out of training (reward, --holdout).
 
 Rows keep their position in the full split (`rows`), so the teacher cache and
 the prediction files stay indexed by the original example whatever subset or
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .batching import Batch, make_batches
+from .errors import KdError
 from .glue import Task, read_split
 from .tokenizer import BertTokenizer
 
@@ -43,9 +44,9 @@ def encode_split(data_dir, task: Task, split: str, tokenizer: BertTokenizer) -> 
     return Encoded(tokenizer.encode(examples), labels, np.arange(len(examples)))
 
 
-def reward_split(labels: np.ndarray, fraction: float, seed: int, regression: bool):
-    """method.md "Reward" [ours]: hold out `fraction` of the training set, stratified by label
-    (by score quintile for regression), with a fixed seed. Returns (train_idx, reward_idx)."""
+def stratified_split(labels: np.ndarray, fraction: float, seed: int, regression: bool):
+    """Hold out `fraction` of a split, stratified by label (by score quintile for regression),
+    with a fixed seed: method.md "Reward" [ours], and --holdout. Returns (kept_idx, held_idx)."""
     rng = np.random.default_rng(seed)
     strata = np.digitize(labels, np.quantile(labels, [0.2, 0.4, 0.6, 0.8])) if regression else labels
     held = []
@@ -54,3 +55,20 @@ def reward_split(labels: np.ndarray, fraction: float, seed: int, regression: boo
         held.append(members[: int(round(fraction * len(members)))])
     held = np.sort(np.concatenate(held))
     return np.setdiff1d(np.arange(len(labels)), held), held
+
+
+HOLDOUT_SEED = 0  # one held-out split for every method and seed, so their scores on it pair up
+
+
+def hold_out(train: Encoded, fraction: float, regression: bool) -> tuple[Encoded, Encoded | None]:
+    """--holdout [ours]: keep `fraction` of the training set out of everything run.py trains, the
+    teacher's fine-tuning included, and score every student on it: a validation set that is not
+    dev, to choose among methods and then report the choice on dev untouched. Both parts are
+    numbered afresh from 0, as the teacher cache and evaluate index them by row."""
+    if not fraction:
+        return train, None
+    keep, held = stratified_split(train.labels, fraction, HOLDOUT_SEED, regression)
+    if len(held) == 0:
+        raise KdError(f"--holdout {fraction}: holds out no row of the {len(train)} training rows")
+    renumbered = lambda part: Encoded(part.pairs, part.labels, np.arange(len(part)))
+    return renumbered(train.subset(keep)), renumbered(train.subset(held))

@@ -26,7 +26,8 @@ from .teacher import TeacherCache, estimate_cache_bytes, finetune, live_view
 
 # What a fine-tuned teacher depends on, kept in out/teacher/finetune.json to be checked on reuse.
 TEACHER_FLAGS = ("teacher_seed", "teacher_epochs", "teacher_lr", "teacher_batch_size", "max_len", "weight_decay",
-                 "warmup")
+                 "warmup", "holdout")
+OLD_DEFAULTS = {"holdout": 0.0}  # flags added since some finetune.json files were written, at their old behaviour
 
 
 def prepare_teacher(args, task, train, dev, out: Path, device):
@@ -41,6 +42,8 @@ def prepare_teacher(args, task, train, dev, out: Path, device):
     else:
         teacher, ready = load_bert(args.teacher, num_labels=task.num_labels)
     seconds, source = 0.0, Path(args.teacher) if ready else saved
+    if ready and args.holdout:
+        saw_holdout(Path(args.teacher), args.holdout)
     recipe = {"teacher": str(Path(args.teacher).resolve()), "task": task.name,
               **{flag: getattr(args, flag) for flag in TEACHER_FLAGS}}
     if not ready and (saved / "model.safetensors").is_file():
@@ -101,11 +104,26 @@ def same_recipe(saved: Path, recipe: dict) -> None:
 
 def refuse_change(before: dict, recipe: dict, what: str, remedy: str) -> None:
     """A KdError naming the first flag (or the checkpoint or task) in which two recipes differ."""
-    change = first_change(before, recipe)
+    change = first_change(before, recipe, defaults=OLD_DEFAULTS)
     if change:
         key, old, now = change
         name = f"--{key.replace('_', '-')}" if key in TEACHER_FLAGS else key
         raise KdError(f"{what} {name} {old} (now {now}): {remedy}")
+
+
+def saw_holdout(teacher: Path, holdout: float) -> None:
+    """A fine-tuned teacher must not have trained on the rows --holdout keeps out of training: its
+    knowledge of them would leak into every student's held-out score. Refused when its finetune.json
+    (run.py fine-tuned it) says so; a note when there is none (its training data is unknown)."""
+    try:
+        before = json.loads((teacher / "finetune.json").read_text())
+    except (OSError, ValueError):
+        print(f"note: {teacher} has no finetune.json: whether its fine-tuning saw the --holdout rows is unknown",
+              file=sys.stderr)
+        return
+    if before.get("holdout", OLD_DEFAULTS["holdout"]) != holdout:
+        raise KdError(f"{teacher} was fine-tuned with --holdout {before.get('holdout', 0.0)} (now {holdout}): it "
+                      "trained on rows this run holds out; fine-tune a teacher with the same --holdout")
 
 
 def chance_score(task, labels) -> float:

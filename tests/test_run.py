@@ -12,10 +12,12 @@ import pytest
 import torch
 
 import run
-from kd_ref import distill
+from kd_ref import distill, teacher_setup
 from kd_ref.checkpoint import load_bert
 from kd_ref.corrupt import corrupt_targets
-from kd_ref.data import reward_split
+from kd_ref.data import HOLDOUT_SEED, encode_split, stratified_split
+from kd_ref.glue import get_task
+from kd_ref.tokenizer import BertTokenizer
 from kd_ref.errors import KdError
 from tiny_task import write_tiny_task
 
@@ -219,10 +221,43 @@ def test_episodes_never_train_on_the_reward_split(tiny, tmp_path, monkeypatch):
 
 def test_reward_split_is_stratified_and_disjoint():
     labels = np.array([0] * 700 + [1] * 300)
-    keep, held = reward_split(labels, 0.1, seed=0, regression=False)
+    keep, held = stratified_split(labels, 0.1, seed=0, regression=False)
     assert len(np.intersect1d(keep, held)) == 0 and len(keep) + len(held) == 1000
     assert (labels[held] == 0).sum() == 70 and (labels[held] == 1).sum() == 30
-    assert not np.array_equal(held, reward_split(labels, 0.1, seed=1, regression=False)[1])
+    assert not np.array_equal(held, stratified_split(labels, 0.1, seed=1, regression=False)[1])
+
+
+def test_holdout_rows_train_neither_teacher_nor_student_and_score_every_student(tiny, tmp_path, monkeypatch):
+    trained = {"teacher": [], "student": []}  # (input_ids, token_type_ids) of every example each trained on
+    finetune, train_student = teacher_setup.finetune, distill.train_student
+
+    def spy_teacher(model, train, **kw):
+        trained["teacher"] += [tuple(map(tuple, p)) for p in train.pairs]
+        return finetune(model, train, **kw)
+
+    def spy_student(model, selector, teacher_view, train, cfg, **kw):
+        trained["student"] += [tuple(map(tuple, p)) for p in train.pairs]
+        return train_student(model, selector, teacher_view, train, cfg, **kw)
+
+    monkeypatch.setattr(teacher_setup, "finetune", spy_teacher)
+    monkeypatch.setattr(distill, "train_student", spy_student)
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "kd", "--holdout", "0.25"))
+    full = encode_split(tiny / "data", get_task("rte"), "train", BertTokenizer.from_dir(tiny / "teacher", max_len=32))
+    held = stratified_split(full.labels, 0.25, HOLDOUT_SEED, regression=False)[1]
+    held_pairs = {tuple(map(tuple, full.pairs[i])) for i in held}
+    assert len(held) == 60 and len(held_pairs) == 60
+    for who, pairs in trained.items():
+        assert len(set(pairs)) == 180 and not held_pairs & set(pairs), who
+    metrics = json.loads((tmp_path / "kd-s1" / "metrics.json").read_text())
+    assert metrics["holdout_rows"] == 60 and 0 <= metrics["holdout"]["accuracy"] <= 1
+    assert json.loads((tmp_path / "teacher" / "finetune.json").read_text())["holdout"] == 0.25
+    with pytest.raises(KdError, match="fine-tuned with --holdout 0.25 \\(now 0.0\\)"):
+        run.main(args(tiny, tmp_path, "--task", "rte", "--method", "all"))
+    other = args(tiny, tmp_path / "other", "--task", "rte", "--method", "all", "--holdout", "0.1")
+    other[other.index("--teacher") + 1] = str(tmp_path / "teacher")
+    with pytest.raises(KdError, match="trained on rows this run holds out"):
+        run.main(other)
+    assert not (tmp_path / "all-s1").exists() and not (tmp_path / "other" / "all-s1").exists()
 
 
 def test_bad_input_is_one_line_without_traceback(tmp_path):
