@@ -9,8 +9,10 @@ dev difference from the control (subset-1111, all four knowledges with the selec
 paired by seed. Then the honest choice: the subset with the best mean held-out score, reported on
 dev (nothing looked at dev to choose it) against the control; the best subset on dev, for reference
 only (chosen on the numbers it is judged by); and how far held-out means rank the subsets as dev
-means do (Spearman's rho over subsets). Only the seeds every subset has finished count, so every
-subset is judged on the same seeds.
+means do (Spearman's rho over subsets). Last, what each knowledge adds: the difference between
+subsets that differ in that knowledge alone (on − off), over every such pair and seed, on held-out
+and dev, and how many of those differences are positive. Only the seeds every subset has finished
+count, so every subset is judged on the same seeds.
 """
 import statistics
 import sys
@@ -25,11 +27,25 @@ CONTROL = "subset-1111"
 KNOWLEDGE = ("FinK", "ResK", "FeaK", "RelK")
 
 
+def differences(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    return [a[s] - b[s] for s in sorted(a)]
+
+
+def signed(diffs: list[float], ahead: str) -> str:
+    """Mean ± sd of differences, and on how many the first came out ahead ("3/4 ahead")."""
+    return (f"{'+' if statistics.mean(diffs) >= 0 else ''}{mean_std(diffs)} "
+            f"({sum(d > 0 for d in diffs)}/{len(diffs)} {ahead})")
+
+
 def paired(a: dict[int, float], b: dict[int, float]) -> str:
-    """Mean ± sd of a - b over their seeds, and on how many seeds a came out ahead."""
-    diffs = [a[s] - b[s] for s in sorted(a)]
-    sign = "+" if statistics.mean(diffs) >= 0 else ""
-    return f"{sign}{mean_std(diffs)} ({sum(d > 0 for d in diffs)}/{len(diffs)} ahead)"
+    """a - b paired by seed."""
+    return signed(differences(a, b), "ahead")
+
+
+def with_digit(subset: str, k: int, digit: str) -> str:
+    """subset-XXXX with its k-th knowledge's digit set to `digit`."""
+    i = len("subset-") + k
+    return subset[:i] + digit + subset[i + 1:]
 
 
 def spearman(x: list[float], y: list[float]) -> float:
@@ -68,8 +84,17 @@ def task_table(folder: Path) -> list[str]:
                f"on dev against the control: {paired(score[chosen, 'dev'], score[CONTROL, 'dev'])}")
     out += ["", f"Chosen on held-out: **{chosen}**; {verdict}. Best on dev (for reference, chosen on the "
             f"scores it is judged by): {best_dev}. Spearman's rho of held-out and dev means over the "
-            f"{len(subsets)} subsets: {rho:.2f}.", ""]
-    return out
+            f"{len(subsets)} subsets: {rho:.2f}.", "",
+            f"| knowledge | subset pairs | held-out {main}, on − off | dev {main}, on − off |", "|---|---|---|---|"]
+    for k, name in enumerate(KNOWLEDGE):
+        pairs = [(s, with_digit(s, k, "0")) for s in subsets if with_digit(s, k, "1") == s]
+        pairs = [(on, off) for on, off in pairs if off in subsets]
+        cells = []
+        for split in ("holdout", "dev"):
+            diffs = [d for on, off in pairs for d in differences(score[on, split], score[off, split])]
+            cells.append(signed(diffs, "positive") if diffs else "")
+        out.append(f"| {name} | {len(pairs)} | {cells[0]} | {cells[1]} |")
+    return out + [""]
 
 
 if __name__ == "__main__":

@@ -37,10 +37,13 @@ def test_the_choice_is_made_on_held_out_rows_and_judged_on_dev(tmp_path):
     assert rows[0] == "| subset-1111 | 1 1 1 1 | 81.00 ± 1.41 | 81.00 ± 1.41 |  |"
     # 0111 on dev against the control: -1 and +2 points
     assert rows[2] == "| subset-0111 | 0 1 1 1 | 84.50 ± 0.71 | 81.50 ± 3.54 | +0.50 ± 2.12 (1/2 ahead) |"
-    verdict = lines[-2]
+    verdict = next(line for line in lines if line.startswith("Chosen"))
     assert verdict.startswith("Chosen on held-out: **subset-0111**; on dev against the control: +0.50 ± 2.12 (1/2 ahead).")
     assert "Best on dev (for reference, chosen on the scores it is judged by): subset-1100." in verdict
     assert verdict.endswith("over the 3 subsets: -0.50.")  # held-out ranks 0111 > 1111 > 1100, dev 1100 > 0111 > 1111
+    # FinK: 1111 - 0111 is the one pair; held-out -5 and -2 points, dev +1 and -2; no pair differs in another alone
+    assert "| FinK | 1 | -3.50 ± 2.12 (0/2 positive) | -0.50 ± 2.12 (1/2 positive) |" in lines
+    assert all(f"| {k} | 0 |  |  |" in lines for k in ("ResK", "FeaK", "RelK"))
 
 
 def test_runs_without_holdout_or_without_the_control_are_refused(tmp_path):
