@@ -2,7 +2,8 @@
 
 Rows keep their position in the full split (`rows`), so the teacher cache and
 the prediction files stay indexed by the original example whatever subset or
-shuffle a batch came from.
+shuffle a batch came from. --holdout is the exception: it makes two new splits
+of train, each numbered from 0.
 """
 from dataclasses import dataclass
 

@@ -121,8 +121,9 @@ def saw_holdout(teacher: Path, holdout: float) -> None:
         print(f"note: {teacher} has no finetune.json: whether its fine-tuning saw the --holdout rows is unknown",
               file=sys.stderr)
         return
-    if before.get("holdout", OLD_DEFAULTS["holdout"]) != holdout:
-        raise KdError(f"{teacher} was fine-tuned with --holdout {before.get('holdout', 0.0)} (now {holdout}): it "
+    theirs = before.get("holdout", OLD_DEFAULTS["holdout"])
+    if theirs != holdout:
+        raise KdError(f"{teacher} was fine-tuned with --holdout {theirs} (now {holdout}): it "
                       "trained on rows this run holds out; fine-tune a teacher with the same --holdout")
 
 
