@@ -71,8 +71,13 @@ def versus(mine: list[dict], baseline: dict, main: str) -> str:
     diffs = [m["dev"][main] - baseline[m["seed"]] for m in mine if m["seed"] in baseline]
     if not diffs:
         return ""
-    ahead = sum(d > 0 for d in diffs)
-    return f"{'+' if statistics.mean(diffs) >= 0 else ''}{mean_std(diffs)} ({ahead}/{len(diffs)} ahead)"
+    return signed(diffs)
+
+
+def signed(diffs: list[float], ahead: str = "ahead") -> str:
+    """Mean ± sd of differences, and on how many the first came out ahead ("3/4 ahead")."""
+    return (f"{'+' if statistics.mean(diffs) >= 0 else ''}{mean_std(diffs)} "
+            f"({sum(d > 0 for d in diffs)}/{len(diffs)} {ahead})")
 
 
 def label(metrics: dict, config: dict) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kd_table import load, mean_std  # noqa: E402
+from kd_table import load, mean_std, signed  # noqa: E402
 
 CONTROL = "subset-1111"
 KNOWLEDGE = ("FinK", "ResK", "FeaK", "RelK")
@@ -31,15 +31,9 @@ def differences(a: dict[int, float], b: dict[int, float]) -> list[float]:
     return [a[s] - b[s] for s in sorted(a)]
 
 
-def signed(diffs: list[float], ahead: str) -> str:
-    """Mean ± sd of differences, and on how many the first came out ahead ("3/4 ahead")."""
-    return (f"{'+' if statistics.mean(diffs) >= 0 else ''}{mean_std(diffs)} "
-            f"({sum(d > 0 for d in diffs)}/{len(diffs)} {ahead})")
-
-
 def paired(a: dict[int, float], b: dict[int, float]) -> str:
     """a - b paired by seed."""
-    return signed(differences(a, b), "ahead")
+    return signed(differences(a, b))
 
 
 def with_digit(subset: str, k: int, digit: str) -> str:

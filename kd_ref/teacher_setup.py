@@ -93,13 +93,20 @@ def prepare_teacher(args, task, train, dev, out: Path, device):
 
 def same_recipe(saved: Path, recipe: dict) -> None:
     """A teacher fine-tuned earlier is reused only if it was made from the same checkpoint and flags."""
-    try:
-        before = json.loads((saved / "finetune.json").read_text())
-    except (OSError, ValueError):
+    before = read_recipe(saved)
+    if before is None:
         raise KdError(f"{saved} holds a teacher without a readable finetune.json (how it was fine-tuned): "
-                      "remove the folder to fine-tune again") from None
+                      "remove the folder to fine-tune again")
     refuse_change(before, recipe, f"{saved} was fine-tuned with",
                   "use another --out, or remove that folder to fine-tune again")
+
+
+def read_recipe(folder: Path) -> dict | None:
+    """The finetune.json run.py left beside a teacher it fine-tuned; None when there is none readable."""
+    try:
+        return json.loads((folder / "finetune.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def refuse_change(before: dict, recipe: dict, what: str, remedy: str) -> None:
@@ -115,9 +122,8 @@ def saw_holdout(teacher: Path, holdout: float) -> None:
     """A fine-tuned teacher must not have trained on the rows --holdout keeps out of training: its
     knowledge of them would leak into every student's held-out score. Refused when its finetune.json
     (run.py fine-tuned it) says so; a note when there is none (its training data is unknown)."""
-    try:
-        before = json.loads((teacher / "finetune.json").read_text())
-    except (OSError, ValueError):
+    before = read_recipe(teacher)
+    if before is None:
         print(f"note: {teacher} has no finetune.json: whether its fine-tuning saw the --holdout rows is unknown",
               file=sys.stderr)
         return
