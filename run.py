@@ -36,7 +36,7 @@ from kd_ref.data import encode_split, hold_out, stratified_split
 from kd_ref.demo import write_demo_task
 from kd_ref.distill import DistillConfig, check_config, distill
 from kd_ref.errors import KdError, check_flags
-from kd_ref.evaluate import evaluate, predict_logits, predictions
+from kd_ref.evaluate import evaluate, gold_loss, predict_logits, predictions
 from kd_ref.glue import get_task, resolve_data_dir, write_predictions
 from kd_ref.lock import hold_all
 from kd_ref.outputs import JsonlLog, first_change, summarise, versions, write_atomically, write_json
@@ -159,6 +159,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     batches = lambda split: [b.to(device) for b in split.batches(args.batch_size, args.max_len, shuffle=False,
                                                                    shard=distributed.shard())]
     reward_batches, dev_batches = batches(reward_rows), batches(dev)
+    holdout_batches = None if holdout is None else batches(holdout)
     resume = checkpoints.load() if todo == "resume" else None
     if resume:
         at = resume["meta"]
@@ -172,13 +173,16 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     try:
         times = distill(student, projections, selector, teacher_view, train, cfg, g=g, seed=seed, device=device,
                         log=log, episode_train=episode_train, reward_batches=reward_batches,
-                        dev=(task, dev_batches, dev.labels), checkpoints=checkpoints, resume=resume)
+                        dev=(task, dev_batches, dev.labels),
+                        holdout=None if holdout is None else (task, holdout_batches, holdout.labels),
+                        checkpoints=checkpoints, resume=resume)
     finally:
         if distributed.is_main():
             log.close()
     t0 = time.perf_counter()
     dev_metrics, dev_preds = evaluate(student, task, dev_batches, dev.labels)
-    holdout_metrics = None if holdout is None else evaluate(student, task, batches(holdout), holdout.labels)[0]
+    holdout_metrics = None if holdout is None else {**evaluate(student, task, holdout_batches, holdout.labels)[0],
+                                                    "loss": gold_loss(student, holdout_batches)}
     test_preds = None if test is None else predictions(task, predict_logits(student, batches(test), len(test)))
     times["eval_s"] = time.perf_counter() - t0
     result = {"method": method, "seed": seed, "dev": dev_metrics, "wall_s": sum(times.values())}

@@ -132,12 +132,13 @@ def global_cls_mean(hidden, valid) -> torch.Tensor:
 
 def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g, seed: int, device, log,
                   run: str, episode: int = 0, learn: bool = False, reward_batches=None, dev=None,
-                  checkpoints=None, resume=None, clock=dict) -> None:
+                  holdout=None, checkpoints=None, resume=None, clock=dict) -> None:
     """One distillation run of model (a Trainee, maybe DDP-wrapped), in place.
 
     learn=True is a KSM episode: noisy actions, a reward per phase, agent updates.
     learn=False is a final run: the selector's noise-free actions; with `dev` =
-    (task, batches, labels) the dev metric is logged at each phase end.
+    (task, batches, labels) the dev metric is logged at each phase end, and with `holdout` (the same
+    for run.py's --holdout rows) their metric and gold loss: how a truncated run would have ranked.
     checkpoints (kd_ref.resume) saves the training state at phase ends; resume is a
     checkpoint of this run to continue from; clock() gives the wall times so far.
     """
@@ -236,6 +237,8 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                         gold_before = gold_after
                     if dev is not None:
                         record["dev"] = evaluate(student, dev[0], dev[1], dev[2])[0]
+                    if holdout is not None:
+                        record["holdout"] = {**evaluate(student, *holdout)[0], "loss": gold_loss(student, holdout[1])}
                     pending = (phase_state, action, record)
                     if checkpoints and checkpoints.due(phase, step == total):
                         if not all(torch.isfinite(p).all() for p in params):
@@ -254,7 +257,8 @@ def parts(raw) -> str:
 
 
 def distill(student, projections, selector, teacher_view, train, cfg: DistillConfig, *, g, seed: int,
-            device, log, episode_train=None, reward_batches=None, dev=None, checkpoints=None, resume=None) -> dict:
+            device, log, episode_train=None, reward_batches=None, dev=None, holdout=None, checkpoints=None,
+            resume=None) -> dict:
     """KSM episodes (when the selector learns), then the final run. Returns wall times in seconds.
 
     Every episode and the final run start from the same student and projections.
@@ -291,7 +295,7 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
     resumed = resume if at["run"] == "final" else None
     if resumed is None:
         torch.manual_seed(seed)
-    timed_run("final_s", train=train, seed=seed, run="final", dev=dev, resume=resumed,
+    timed_run("final_s", train=train, seed=seed, run="final", dev=dev, holdout=holdout, resume=resumed,
               reward_batches=reward_batches)
     return times
 

@@ -250,6 +250,10 @@ def test_holdout_rows_train_neither_teacher_nor_student_and_score_every_student(
         assert len(set(pairs)) == 180 and not held_pairs & set(pairs), who
     metrics = json.loads((tmp_path / "kd-s1" / "metrics.json").read_text())
     assert metrics["holdout_rows"] == 60 and 0 <= metrics["holdout"]["accuracy"] <= 1
+    # the held-out gold loss beside the metric, at the end and at every phase end of the final run
+    phases = [json.loads(line) for line in (tmp_path / "kd-s1" / "log.jsonl").read_text().splitlines()]
+    assert metrics["holdout"]["loss"] > 0 and phases[-1]["holdout"] == metrics["holdout"]
+    assert all(p["holdout"]["loss"] > 0 for p in phases) and len({p["holdout"]["loss"] for p in phases}) > 1
     assert json.loads((tmp_path / "teacher" / "finetune.json").read_text())["holdout"] == 0.25
     with pytest.raises(KdError, match="fine-tuned with --holdout 0.25 \\(now 0.0\\)"):
         run.main(args(tiny, tmp_path, "--task", "rte", "--method", "all"))
