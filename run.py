@@ -10,8 +10,8 @@ Output folder (--out, default runs/<task>): teacher/ (fine-tuned teacher, reused
 teacher-cache.safetensors (teacher outputs, reused), <method>-s<seed>/ per run
 (config.json, metrics.json, log.jsonl, student/, dev and test predictions,
 report.svg, checkpoint/), summary.json and summary.md over runs. Rerunning a
-command continues its unfinished runs from their last checkpoint (kd_ref/resume.py).
-Several processes: torchrun --nproc_per_node=N run.py ... (kd_ref/distributed.py).
+command continues its unfinished runs from their last checkpoint (kd_ref/plumbing/resume.py).
+Several processes: torchrun --nproc_per_node=N run.py ... (kd_ref/plumbing/distributed.py).
 Flags marked [ours] are our reconstruction of details the paper does not give
 (see ../shared/docs/method.md and README.md).
 """
@@ -28,24 +28,24 @@ from pathlib import Path
 
 import torch
 
-from kd_ref import distributed
 from kd_ref.agent import AgentConfig
-from kd_ref.checkpoint import load_config, save_bert
-from kd_ref.compiled import compile_model, default_compile, keep_freed_memory, use_tf32
-from kd_ref.data import encode_split, hold_out, stratified_split
-from kd_ref.demo import write_demo_task
+from kd_ref.data.demo import write_demo_task
+from kd_ref.data.glue import get_task, resolve_data_dir, write_predictions
+from kd_ref.data.splits import encode_split, hold_out, stratified_split
+from kd_ref.data.tokenizer import BertTokenizer
 from kd_ref.distill import DistillConfig, check_config, distill
-from kd_ref.errors import KdError, check_flags
 from kd_ref.evaluate import evaluate, gold_loss, predict_logits, predictions
-from kd_ref.glue import get_task, resolve_data_dir, write_predictions
-from kd_ref.lock import hold_all
-from kd_ref.outputs import JsonlLog, first_change, summarise, versions, write_atomically, write_json
-from kd_ref.report import write_report
-from kd_ref.resume import Checkpoints
+from kd_ref.plumbing import distributed
+from kd_ref.plumbing.checkpoint import load_config, save_bert
+from kd_ref.plumbing.compiled import compile_model, default_compile, keep_freed_memory, use_tf32
+from kd_ref.plumbing.errors import KdError, check_flags
+from kd_ref.plumbing.lock import hold_all
+from kd_ref.plumbing.outputs import JsonlLog, first_change, summarise, versions, write_atomically, write_json
+from kd_ref.plumbing.report import write_report
+from kd_ref.plumbing.resume import Checkpoints
+from kd_ref.plumbing.teacher_setup import make_teacher_view, prepare_teacher
 from kd_ref.selectors import METHODS, SUBSET, SelectorConfig, check_method, make_selector
 from kd_ref.student import build_student, default_layers, layer_map, layer_map_table, make_projections, student_config
-from kd_ref.teacher_setup import make_teacher_view, prepare_teacher
-from kd_ref.tokenizer import BertTokenizer
 
 
 def parse_args(argv=None):
@@ -93,7 +93,7 @@ def parse_args(argv=None):
     add_fields(g, DistillConfig, skip=("compile",))
     g.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="torch.compile the models and the fused loss (default: on CUDA, off on CPU, where "
-                        "it does not pay: BENCHMARKS.md)")
+                        "it does not pay: speed/BENCHMARKS.md)")
     g = p.add_argument_group("selectors and the knowledge selection module (KSM)")
     g.add_argument("--alpha", type=float, default=SelectorConfig.alpha, help="kd: weight of ResK")
     g.add_argument("--beta", type=float, default=SelectorConfig.beta, help="pkd: weight of FeaK(cls) [ours]")
@@ -264,7 +264,7 @@ def reward_note(args) -> str:
 
 
 def main(argv=None):
-    with ExitStack() as locks:  # the folder locks run_main takes (kd_ref/lock.py), let go however it ends
+    with ExitStack() as locks:  # the folder locks run_main takes (kd_ref/plumbing/lock.py), let go however it ends
         run_main(parse_args(argv), locks)
 
 
@@ -275,7 +275,7 @@ def run_main(args, locks: ExitStack):
     if args.demo:
         demo_dir = Path(args.out or ("runs/demo" if args.corrupt == "none" else f"runs/demo-corrupt-{args.corrupt}"))
         args.task, args.data_dir, args.teacher, args.out = "rte", str(demo_dir / "data"), str(demo_dir / "data" / "model"), str(demo_dir)
-        # a tiny BERT from random init needs a large learning rate and ~600 steps (see kd_ref/demo.py)
+        # a tiny BERT from random init needs a large learning rate and ~600 steps (see kd_ref/data/demo.py)
         args.max_len, args.batch_size, args.lr, args.teacher_lr, args.teacher_epochs = 32, 32, 5e-4, 5e-4, 10
         args.epochs = 3
     if not args.task or not args.teacher:

@@ -11,7 +11,7 @@ What the agent learns from, [ours] (--reward-baseline phase): the task reward mi
 the mean task reward of the same phase index over the replay buffer, plus the
 exploration reward. The raw decrease of the gold loss is dominated by where in
 the run it is measured (early phases decrease it a lot whatever the action;
-bench/RESULTS-kd.md measured 0.45 to 0.86 in first phases against -0.13 to 0.29
+experiments/RESULTS-kd.md measured 0.45 to 0.86 in first phases against -0.13 to 0.29
 later), so a critic fitted to it learns the clock, not the action. Subtracting
 what that phase usually gives leaves what the action changed: an advantage, as
 in REINFORCE with a baseline. It is then divided by its root mean square over the
@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kd_ref.errors import check_flags
+from kd_ref.plumbing.errors import check_flags
 
 N_KNOWLEDGE = 4  # (FinK, ResK, FeaK, RelK)
 

@@ -2,7 +2,7 @@
 
 The same computation as Hugging Face `BertForSequenceClassification` (absolute
 positions, post-LayerNorm layers, exact-erf GELU, tanh pooler on [CLS]), so HF
-checkpoints load into it (kd_ref/checkpoint.py maps the names). The forward pass
+checkpoints load into it (kd_ref/plumbing/checkpoint.py maps the names). The forward pass
 also hands out what distillation needs (method.md, "Four kinds of knowledge"):
 every hidden state h^(0..N), and for asked layers the attention probabilities
 and the pre-softmax scores (AttK).
@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from kd_ref.errors import KdError
+from kd_ref.plumbing.errors import KdError
 
 
 @dataclass
@@ -92,7 +92,7 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
 
     torch's CPU dropout draws one Mersenne-Twister number per element (bernoulli_, one
     thread): 9 ms for one [8, 12, 128, 128] attention map on a 2-core Xeon, 9% of the CPU
-    training step in a profile (BENCHMARKS.md, Run 4). Here each 64-bit draw gives four
+    training step in a profile (speed/BENCHMARKS.md, Run 4). Here each 64-bit draw gives four
     16-bit uniforms (1.2 ms for that map). An element is dropped with probability
     q = round(p * 2^16) / 2^16 (0.100006 for p = 0.1) and the kept ones are scaled by
     1 / (1 - q), so the expectation is x, as in F.dropout. CUDA keeps F.dropout (its Philox

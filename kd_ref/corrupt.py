@@ -12,7 +12,7 @@ corrupted kind fell. `all` applies the harm at full weight: the yardstick.
   so ResK teaches the opposite answer. Reflected, not negated: a negated target
   lies far outside the labels, and under the KSM's loss normalisation (a loss
   divided by its running mean) a far target pulls weakly, so the harm is
-  defused before the agent chooses anything (bench/RESULTS-kd.md, issue 12).
+  defused before the agent chooses anything (experiments/RESULTS-kd.md, issue 12).
 - feak / relk: that loss's teacher states are those of another example of the
   batch (rows rolled by one), so it teaches features of the wrong sentence.
   Positions past that example's length hold what the teacher view holds there.

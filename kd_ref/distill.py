@@ -17,14 +17,16 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import distributed, losses
-from .agent import KnowledgeSelectionAgent, N_KNOWLEDGE
-from .corrupt import CORRUPTIBLE, corrupt_targets
-from .errors import NonFinite, check_flags
-from .evaluate import evaluate, gold_loss
-from .fused import make_fused_loss
-from .optim import make_optimizer
-from .progress import Progress
+from kd_ref import losses
+
+from kd_ref.agent import KnowledgeSelectionAgent, N_KNOWLEDGE
+from kd_ref.corrupt import CORRUPTIBLE, corrupt_targets
+from kd_ref.evaluate import evaluate, gold_loss
+from kd_ref.fused import make_fused_loss
+from kd_ref.optim import make_optimizer
+from kd_ref.plumbing import distributed
+from kd_ref.plumbing.errors import NonFinite, check_flags
+from kd_ref.plumbing.progress import Progress
 
 KNOWLEDGE = ("fink", "resk", "feak", "relk", "attk")  # attk: the extension, when --attk-weight > 0
 
@@ -139,7 +141,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
     learn=False is a final run: the selector's noise-free actions; with `dev` =
     (task, batches, labels) the dev metric is logged at each phase end, and with `holdout` (the same
     for run.py's --holdout rows) their metric and gold loss: how a truncated run would have ranked.
-    checkpoints (kd_ref.resume) saves the training state at phase ends; resume is a
+    checkpoints (kd_ref.plumbing.resume) saves the training state at phase ends; resume is a
     checkpoint of this run to continue from; clock() gives the wall times so far.
     """
     trainee = model.module if isinstance(model, DistributedDataParallel) else model
@@ -209,7 +211,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                                         regression=regression, scores_s=[s_out.scores[i] for i in attention],
                                         scores_t=t.scores, attk_weight=attk_weight, ht_relk=ht_relk,
                                         counts=distributed.sum_(losses.counts(b.valid, b.attention_mask)))
-                # each rank's losses are its share of the global batch's (global counts, kd_ref/distributed.py):
+                # each rank's losses are its share of the global batch's (global counts, kd_ref/plumbing/distributed.py):
                 # summed over ranks, the global values for the log, --loss-norm and the progress bar
                 global_loss, raw = distributed.sum_(torch.cat([loss.detach()[None], raw.detach()])).split([1, len(raw)])
                 if not (torch.isfinite(global_loss) and torch.isfinite(raw).all()):  # every rank stops together
@@ -262,7 +264,7 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
     """KSM episodes (when the selector learns), then the final run. Returns wall times in seconds.
 
     Every episode and the final run start from the same student and projections.
-    checkpoints (kd_ref.resume.Checkpoints) saves the training state as it goes; with `resume`,
+    checkpoints (kd_ref.plumbing.resume.Checkpoints) saves the training state as it goes; with `resume`,
     one of its checkpoints, the run continues from there: earlier episodes are skipped (their
     effect on the agent is in the checkpoint) and the one it was taken in resumes.
     """

@@ -1,13 +1,15 @@
 """Predictions and scores of a model on a list of batches (dropout off).
 
 Under torchrun each rank holds a shard of every batch; logits and loss sums are
-summed over ranks (kd_ref.distributed), so every rank returns global values."""
+summed over ranks (kd_ref.plumbing.distributed), so every rank returns global values."""
 import numpy as np
 import torch
 
-from . import distributed, losses
-from .glue import Task
-from .metrics import task_metrics
+from kd_ref import losses
+
+from kd_ref.data.glue import Task
+from kd_ref.data.metrics import task_metrics
+from kd_ref.plumbing import distributed
 
 
 @torch.no_grad()

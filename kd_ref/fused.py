@@ -13,7 +13,7 @@ Why the signature looks the way it does:
   never triggers a recompile. The caller passes weights = action / loss-norm scale.
 - Every loss is computed at every step, zero-weighted ones included, for the same
   reason: skipping one would be a branch on a tensor value. Together they cost a
-  few per cent of a step (see BENCHMARKS.md). A non-finite zero-weighted loss
+  few per cent of a step (see speed/BENCHMARKS.md). A non-finite zero-weighted loss
   therefore makes the total non-finite, where the eager loop would skip it.
 - Masks and means follow losses.py: `valid` marks real rows, attention_mask real
   tokens, every mean runs over real rows or tokens only, and `counts` (losses.counts,
@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from kd_ref import losses
-from kd_ref.errors import KdError
 from kd_ref.losses import _valid_mean
+from kd_ref.plumbing.errors import KdError
 
 FEAK_MODES = ("tokens", "cls")
 
@@ -128,5 +128,5 @@ def fused_kd_loss(logits_s: Tensor, logits_t: Tensor, labels: Tensor, valid: Ten
 def make_fused_loss(compile: bool, backend: str = "inductor"):
     """fused_kd_loss, compiled or eager. dynamic=False: batching.py gives a few fixed
     shapes (one per length bucket), and a graph specialised to each is faster than
-    one symbolic graph. backend: see kd_ref.compiled.compile_model."""
+    one symbolic graph. backend: see kd_ref.plumbing.compiled.compile_model."""
     return torch.compile(fused_kd_loss, dynamic=False, backend=backend) if compile else fused_kd_loss

@@ -27,9 +27,9 @@ import torch
 from kd_ref import fused, losses
 from kd_ref.agent import AgentConfig, KnowledgeSelectionAgent
 from kd_ref.bert import Bert, BertConfig
-from kd_ref.checkpoint import hf_names, save_bert
 from kd_ref.distill import DistillConfig, LossNorm, applied_weights, phase_bounds
 from kd_ref.optim import make_optimizer
+from kd_ref.plumbing.checkpoint import hf_names, save_bert
 from kd_ref.student import layer_map, make_projections
 
 SEED = 20260101
@@ -39,7 +39,7 @@ TEACHER = BertConfig(vocab_size=23, hidden_size=15, num_hidden_layers=5, num_att
                      intermediate_size=28, max_position_embeddings=11, num_labels=3)
 STUDENT = replace(TEACHER, hidden_size=9, num_hidden_layers=2, intermediate_size=17)
 # Rows: two segments (6 tokens), padding (4 of 6), two segments and padding (5 of 6), and a
-# filler row (a copy of row 1, valid False) as kd_ref.batching fills a bucket's last batch.
+# filler row (a copy of row 1, valid False) as kd_ref.data.batching fills a bucket's last batch.
 INPUT_IDS = [[2, 7, 11, 3, 5, 3], [2, 13, 9, 3, 0, 0], [2, 19, 3, 21, 3, 0], [2, 13, 9, 3, 0, 0]]
 TOKEN_TYPES = [[0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 0, 0]]
 LENGTHS, VALID = [6, 4, 5, 4], [True, True, True, False]

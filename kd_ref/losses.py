@@ -19,7 +19,7 @@ because papers leave these out):
   torchrun each rank holds a slice of the global batch and passes the global
   count (`counts` below, summed over ranks): its loss is then its share of the
   global mean, the shares sum to what one process computes on the whole batch,
-  and so do their gradients (kd_ref/distributed.py sums them).
+  and so do their gradients (kd_ref/plumbing/distributed.py sums them).
 - Inputs are upcast to fp32 (these losses measure small differences that bf16
   would round away; kd_ref.bert computes the logits in full precision even under
   autocast, so nothing is lost before the upcast) and the result is an fp32 scalar.
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kd_ref.errors import KdError
+from kd_ref.plumbing.errors import KdError
 
 
 def counts(valid: Tensor, attention_mask: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ def make_optimizer(params, lr: float, weight_decay: float, total_steps: int, war
     params = [p for p in params if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    # the fused kernel: one pass over all parameters (on CPU 5-8x faster than the loop, BENCHMARKS.md)
+    # the fused kernel: one pass over all parameters (on CPU 5-8x faster than the loop, speed/BENCHMARKS.md)
     opt = torch.optim.AdamW(groups, lr=lr, fused=True)
     warm = max(1, int(warmup * total_steps))
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from kd_ref.agent import AgentConfig, KnowledgeSelectionAgent, N_KNOWLEDGE, force_fink
-from kd_ref.errors import KdError
+from kd_ref.plumbing.errors import KdError
 
 METHODS = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-soft", "ksm-hard")
 # [ours] subset-XXXX: a fixed subset, one 0/1 digit per knowledge in FinK, ResK, FeaK, RelK order

@@ -10,9 +10,9 @@ import math
 
 from torch import nn
 
-from .bert import Bert, BertConfig
-from .checkpoint import load_bert
-from .errors import KdError
+from kd_ref.bert import Bert, BertConfig
+from kd_ref.plumbing.checkpoint import load_bert
+from kd_ref.plumbing.errors import KdError
 
 
 def default_layers(teacher_layers: int) -> int:

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
-from . import distributed, losses
-from .errors import NonFinite
-from .optim import make_optimizer
-from .progress import Progress
+from kd_ref import losses
+
+from kd_ref.optim import make_optimizer
+from kd_ref.plumbing import distributed
+from kd_ref.plumbing.errors import NonFinite
+from kd_ref.plumbing.progress import Progress
 
 
 def finetune(model, train, *, epochs: int, lr: float, batch_size: int, max_len: int, weight_decay: float,
@@ -17,7 +19,7 @@ def finetune(model, train, *, epochs: int, lr: float, batch_size: int, max_len: 
              meta=dict) -> None:
     """Plain fine-tuning with the gold labels (FinK alone), in place; over all ranks under torchrun.
 
-    checkpoints (kd_ref.resume.Checkpoints) keeps the whole training state per_epoch times an
+    checkpoints (kd_ref.plumbing.resume.Checkpoints) keeps the whole training state per_epoch times an
     epoch, the last at its end, so a crash loses at most that much of hours of fine-tuning;
     meta() gives the rest of its meta.json. With resume, one of those checkpoints, the
     fine-tuning continues from it as if uninterrupted (bitwise on the CPU): an epoch's batches
@@ -39,7 +41,7 @@ def finetune(model, train, *, epochs: int, lr: float, batch_size: int, max_len: 
         for epoch in range(step // n, epochs):
             for b in (first if epoch == 0 else epoch_batches(epoch))[step - epoch * n:]:
                 b = b.to(device)
-                # this rank's share of the global batch's mean: DDP sums the shares (kd_ref/distributed.py)
+                # this rank's share of the global batch's mean: DDP sums the shares (kd_ref/plumbing/distributed.py)
                 loss = losses.fink(trained(b.input_ids, b.attention_mask, b.token_type_ids).logits,
                                    b.labels, b.valid, distributed.sum_(b.valid.sum()))
                 global_loss = distributed.sum_(loss.detach().clone()).item()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kd_ref.agent import AgentConfig, KnowledgeSelectionAgent
-from kd_ref.errors import KdError
+from kd_ref.plumbing.errors import KdError
 
 HS, HT = 6, 8  # student and teacher [CLS] widths
 RAW = HS + HT + 1

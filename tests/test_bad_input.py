@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, models
 
 from kd_ref.bert import Bert, BertConfig
-from kd_ref.checkpoint import load_bert, load_config, save_bert
-from kd_ref.errors import KdError
-from kd_ref.glue import get_task, read_split
-from kd_ref.tokenizer import BertTokenizer
+from kd_ref.data.glue import get_task, read_split
+from kd_ref.data.tokenizer import BertTokenizer
+from kd_ref.plumbing.checkpoint import load_bert, load_config, save_bert
+from kd_ref.plumbing.errors import KdError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,

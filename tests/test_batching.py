@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kd_ref.batching import Batch, bucket_lengths, make_batches
-from kd_ref.errors import KdError
+from kd_ref.data.batching import Batch, bucket_lengths, make_batches
+from kd_ref.plumbing.errors import KdError
 
 PAD = 0
 

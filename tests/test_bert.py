@@ -1,12 +1,12 @@
-"""kd_ref.bert against transformers (random weights, loaded through kd_ref.checkpoint)."""
+"""kd_ref.bert against transformers (random weights, loaded through kd_ref.plumbing.checkpoint)."""
 import pytest
 import torch
 import transformers
 
 from kd_ref import losses
 from kd_ref.bert import Bert, BertConfig, dropout
-from kd_ref.checkpoint import load_bert
-from kd_ref.errors import KdError
+from kd_ref.plumbing.checkpoint import load_bert
+from kd_ref.plumbing.errors import KdError
 
 TOL = 1e-5
 CONFIGS = {

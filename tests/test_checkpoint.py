@@ -1,4 +1,4 @@
-"""kd_ref.checkpoint: HF folders in (name variants, errors) and out (transformers reads them back)."""
+"""kd_ref.plumbing.checkpoint: HF folders in (name variants, errors) and out (transformers reads them back)."""
 import io
 import json
 import logging
@@ -13,10 +13,10 @@ import safetensors.torch
 import torch
 import transformers
 
-from kd_ref import checkpoint
 from kd_ref.bert import Bert, BertConfig
-from kd_ref.checkpoint import convert_bin_to_safetensors, load_bert, load_config, save_bert
-from kd_ref.errors import KdError
+from kd_ref.plumbing import checkpoint
+from kd_ref.plumbing.checkpoint import convert_bin_to_safetensors, load_bert, load_config, save_bert
+from kd_ref.plumbing.errors import KdError
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
@@ -202,8 +202,8 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 def test_saved_files_take_the_umask_like_any_other_file(tmp_path):
     """Teachers, students, checkpoints and caches are readable by whoever the umask lets read: a
     sweep's shared output folder (safetensors writes 0600, mkdtemp makes 0700 by itself)."""
-    from kd_ref.outputs import write_atomically
-    from kd_ref.resume import Checkpoints
+    from kd_ref.plumbing.outputs import write_atomically
+    from kd_ref.plumbing.resume import Checkpoints
     umask = os.umask(0o022)
     try:
         save_bert(Bert(BertConfig(**SIZES)), tmp_path / "teacher")
@@ -232,7 +232,7 @@ def test_convert_bin(tmp_path):
 
     (tmp_path / "model.safetensors").unlink()
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-m", "kd_ref.checkpoint", "convert", str(tmp_path)], env=env,
+    run = subprocess.run([sys.executable, "-m", "kd_ref.plumbing.checkpoint", "convert", str(tmp_path)], env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0 and (tmp_path / "model.safetensors").is_file(), run.stderr
     (tmp_path / "pytorch_model.bin").write_bytes(b"garbage")

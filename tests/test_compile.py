@@ -1,4 +1,4 @@
-"""kd_ref.compiled: compiled teacher, student and fused loss, and no recompiles after warm-up.
+"""kd_ref.plumbing.compiled: compiled teacher, student and fused loss, and no recompiles after warm-up.
 
 A short KD run on a tiny BERT with three length buckets, the way the training
 loop drives it: teacher under no_grad in eval mode, student in train mode, new
@@ -12,11 +12,11 @@ import sys
 
 import torch
 
-from kd_ref.batching import make_batches
 from kd_ref.bert import Bert, BertConfig
-from kd_ref.compiled import compile_counts, compile_model, default_compile
+from kd_ref.data.batching import make_batches
 from kd_ref.fused import make_fused_loss
 from kd_ref.optim import make_optimizer
+from kd_ref.plumbing.compiled import compile_counts, compile_model, default_compile
 from kd_ref.student import build_student, layer_map
 
 BACKEND = "eager"
@@ -99,7 +99,7 @@ def test_no_recompiles_after_warmup():
 
 KEEP_FREED_PROBE = """
 import ctypes, sys, torch
-from kd_ref.compiled import keep_freed_memory
+from kd_ref.plumbing.compiled import keep_freed_memory
 class MallInfo2(ctypes.Structure):  # glibc >= 2.33
     _fields_ = [(name, ctypes.c_size_t) for name in ("arena ordblks smblks hblks hblkhd usmblks "
                                                      "fsmblks uordblks fordblks keepcost").split()]

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from kd_ref.demo import COLOURS, write_demo_task
-from kd_ref.errors import KdError
+from kd_ref.data.demo import COLOURS, write_demo_task
+from kd_ref.plumbing.errors import KdError
 
 
 def read_tsv(path):

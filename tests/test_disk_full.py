@@ -1,4 +1,4 @@
-"""A disk that fills up (kd_ref/disk.py): at every write point the run stops with one line naming
+"""A disk that fills up (kd_ref/plumbing/disk.py): at every write point the run stops with one line naming
 the file and the free space, leaves no half-written file and keeps the last good checkpoint, and
 the rerun continues to the same result as an uninterrupted run. Writes fail by a patched ENOSPC,
 and, where root may mount one, on a real small tmpfs."""
@@ -16,10 +16,11 @@ import safetensors.torch
 import torch
 
 import run
-from kd_ref import resume as resume_module, teacher_setup
-from kd_ref.disk import DiskFull
-from kd_ref.outputs import JsonlLog, write_atomically
-from kd_ref.resume import Checkpoints
+from kd_ref.plumbing import resume as resume_module
+from kd_ref.plumbing import teacher_setup
+from kd_ref.plumbing.disk import DiskFull
+from kd_ref.plumbing.outputs import JsonlLog, write_atomically
+from kd_ref.plumbing.resume import Checkpoints
 from tiny_task import write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ The data make the ranks unequal in every way the batching allows: examples of 16
 tokens in two length buckets (32 and 64), so the ranks hold different numbers of real
 tokens, and buckets whose last batch is partial, so the second rank holds fewer valid
 rows than the first, or none (the final run's last batch of each bucket). Each rank
-divides by the global counts and DDP sums the gradients (kd_ref/distributed.py), so the
+divides by the global counts and DDP sums the gradients (kd_ref/plumbing/distributed.py), so the
 two must still agree with one process up to float rounding. Dropout is off (the ranks
 draw their own masks). What is left is summation order: losses agree to 1e-4, actions
 to 1e-3 (the agent learns from tiny rewards and carries their rounding along), and the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from kd_ref.demo import COLOURS, OBJECTS, PLACES
+from kd_ref.data.demo import COLOURS, OBJECTS, PLACES
 from tiny_task import write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]

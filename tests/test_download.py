@@ -1,4 +1,4 @@
-"""kd_ref.download against a local HTTP server (127.0.0.1, ephemeral port): never the internet."""
+"""kd_ref.data.download against a local HTTP server (127.0.0.1, ephemeral port): never the internet."""
 import functools
 import http.server
 import threading
@@ -6,9 +6,9 @@ import zipfile
 
 import pytest
 
-from kd_ref import download
-from kd_ref.errors import KdError
-from kd_ref.glue import get_task, read_split
+from kd_ref.data import download
+from kd_ref.data.glue import get_task, read_split
+from kd_ref.plumbing.errors import KdError
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

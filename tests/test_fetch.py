@@ -9,7 +9,7 @@ import safetensors.torch
 import torch
 
 from kd_ref.bert import Bert, BertConfig
-from kd_ref.checkpoint import load_bert, save_bert
+from kd_ref.plumbing.checkpoint import load_bert, save_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("fetch", ROOT / "weights" / "fetch.py")

@@ -8,7 +8,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from kd_ref import fused, losses
-from kd_ref.errors import KdError
+from kd_ref.plumbing.errors import KdError
 
 B, L, D, C, HEADS, M = 3, 8, 32, 3, 2, 2
 ATTENTION = torch.tensor([[1, 1, 1, 1, 1, 0, 0, 0], [1] * L, [1, 1, 1, 0, 0, 0, 0, 0]])

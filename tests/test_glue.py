@@ -5,8 +5,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kd_ref.errors import KdError
-from kd_ref.glue import TASKS, Example, get_task, read_split, resolve_data_dir, write_predictions
+from kd_ref.data.glue import TASKS, Example, get_task, read_split, resolve_data_dir, write_predictions
+from kd_ref.plumbing.errors import KdError
 
 # rows per file of the GLUE release (data rows, header excluded)
 ROW_COUNTS = {
@@ -77,7 +77,7 @@ def test_resolve_data_dir(tmp_path, monkeypatch, glue_dir):
     else:
         with pytest.raises(KdError, match=f"{default} \\(default\\) does not exist"):
             resolve_data_dir(None)
-    with pytest.raises(KdError, match=r"nowhere.*python -m kd_ref\.download"):
+    with pytest.raises(KdError, match=r"nowhere.*python -m kd_ref\.data\.download"):
         resolve_data_dir(str(tmp_path / "nowhere"))
 
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import numpy_port as port
 from kd_ref import golden
-from kd_ref.checkpoint import load_bert
+from kd_ref.plumbing.checkpoint import load_bert
 from kd_ref.student import make_projections
 
 EXPECTED = Path(__file__).parent / "golden" / "expected.json"

@@ -1,4 +1,4 @@
-"""bench/kd_table.py, which turns run folders into the table of bench/RESULTS-kd.md: its
+"""experiments/kd_table.py, which turns run folders into the table of experiments/RESULTS-kd.md: its
 means, standard deviations and paired differences, on run folders written here by hand."""
 import json
 import runpy
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-module = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "kd_table.py"))
+module = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "kd_table.py"))
 kd_table = module["table"]
 kd_summary = module["summary"]
 
@@ -167,7 +167,7 @@ def test_summary_of_a_folder_without_runs_is_an_error(tmp_path):
 
 
 def test_lr_table_marks_each_tasks_best_rate(tmp_path):
-    lr_table = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "lr_table.py"))["lr_table"]
+    lr_table = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "lr_table.py"))["lr_table"]
     for task, rate, score in (("stsb", "5e-5", 0.70), ("stsb", "2e-4", 0.80), ("mrpc", "5e-5", 0.79), ("mrpc", "2e-4", 0.78)):
         fake_run(tmp_path / f"{task}-{rate}", "finetune", 1, score, [1.0, 0.0, 0.0, 0.0])
     rows = lr_table(tmp_path)

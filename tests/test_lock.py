@@ -1,4 +1,4 @@
-"""One writer per run folder (kd_ref/lock.py): a second run.py into a folder in use stops at once,
+"""One writer per run folder (kd_ref/plumbing/lock.py): a second run.py into a folder in use stops at once,
 naming the holder, and touches nothing; a holder killed with SIGKILL blocks nobody; sweeps sharing
 the teacher wait for the one preparing it."""
 import errno
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import run
-from kd_ref import lock
-from kd_ref.errors import KdError
+from kd_ref.plumbing import lock
+from kd_ref.plumbing.errors import KdError
 from tiny_task import write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]

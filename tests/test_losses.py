@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kd_ref import losses
-from kd_ref.errors import KdError
+from kd_ref.plumbing.errors import KdError
 
 B, L, D, C = 3, 4, 3, 3
 ATTENTION = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0]])

@@ -3,8 +3,8 @@ import pytest
 import scipy.stats
 import sklearn.metrics
 
-from kd_ref.glue import TASKS, get_task, read_split
-from kd_ref.metrics import accuracy, f1, matthews_corrcoef, pearson, spearman, task_metrics
+from kd_ref.data.glue import TASKS, get_task, read_split
+from kd_ref.data.metrics import accuracy, f1, matthews_corrcoef, pearson, spearman, task_metrics
 
 
 @pytest.mark.parametrize("seed", range(20))

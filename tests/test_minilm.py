@@ -4,7 +4,7 @@ import csv
 import torch
 import transformers
 
-from kd_ref.checkpoint import load_bert
+from kd_ref.plumbing.checkpoint import load_bert
 
 # Compared at real tokens, fp32 on CPU; observed at most 2.5e-5 on an AMD EPYC and 7.4e-6 on an
 # Intel Xeon. Padded positions, which nothing reads, differed by up to 2.1e-4 on the Xeon (HF's own

@@ -1,12 +1,12 @@
 """kd_ref.optim, the teacher's and the student's optimiser, against the transformers
-fine-tuning recipe it follows (bench/finetune_vs_hf.py runs that recipe on real data)."""
+fine-tuning recipe it follows (experiments/finetune_vs_hf.py runs that recipe on real data)."""
 import pytest
 import torch
 import transformers
 
 from kd_ref import losses
-from kd_ref.checkpoint import load_bert
 from kd_ref.optim import make_optimizer
+from kd_ref.plumbing.checkpoint import load_bert
 from test_bert import CONFIGS, batch, hf_model
 
 

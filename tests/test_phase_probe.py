@@ -1,4 +1,4 @@
-"""bench/phase_probe.py: its continuations are paired exactly (the same state, batches and
+"""experiments/phase_probe.py: its continuations are paired exactly (the same state, batches and
 dropout give the same reward bit for bit), the action changes the reward, and the summary's
 arithmetic."""
 import json
@@ -9,7 +9,7 @@ import pytest
 
 from tiny_task import write_tiny_task
 
-module = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "phase_probe.py"))
+module = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "phase_probe.py"))
 
 
 def test_probe_pairs_its_continuations_exactly(tmp_path):

@@ -2,7 +2,7 @@
 
 import io
 
-from kd_ref.progress import Progress, format_duration
+from kd_ref.plumbing.progress import Progress, format_duration
 
 
 class FakeTty(io.StringIO):

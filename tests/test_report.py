@@ -5,8 +5,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kd_ref.errors import KdError
-from kd_ref.report import KNOWLEDGE, nice_ticks, tick_label, write_report
+from kd_ref.plumbing.errors import KdError
+from kd_ref.plumbing.report import KNOWLEDGE, nice_ticks, tick_label, write_report
 
 SVG = "{http://www.w3.org/2000/svg}"
 

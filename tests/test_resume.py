@@ -1,4 +1,4 @@
-"""Checkpoints and resume (kd_ref/resume.py, run.py): a run killed with SIGKILL and rerun
+"""Checkpoints and resume (kd_ref/plumbing/resume.py, run.py): a run killed with SIGKILL and rerun
 ends bitwise equal to an uninterrupted one; a crash while writing a checkpoint leaves a
 complete one; a NaN keeps the last good checkpoint; flags must match to resume."""
 import json
@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 import run
-from kd_ref.errors import KdError
-from kd_ref.resume import Checkpoints
+from kd_ref.plumbing.errors import KdError
+from kd_ref.plumbing.resume import Checkpoints
 from tiny_task import write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]

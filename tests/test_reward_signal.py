@@ -1,11 +1,11 @@
-"""bench/reward_signal.py: does the KSM's reward carry its action? On logs written here by hand."""
+"""experiments/reward_signal.py: does the KSM's reward carry its action? On logs written here by hand."""
 import json
 import runpy
 from pathlib import Path
 
 import numpy as np
 
-module = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "reward_signal.py"))
+module = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "reward_signal.py"))
 
 
 def fake_runs(folder: Path, resk_effect: float, method="ksm-soft", run="episode", seeds=(1, 2, 3)):

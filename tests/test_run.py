@@ -12,13 +12,14 @@ import pytest
 import torch
 
 import run
-from kd_ref import distill, teacher_setup
-from kd_ref.checkpoint import load_bert
+from kd_ref import distill
 from kd_ref.corrupt import corrupt_targets
-from kd_ref.data import HOLDOUT_SEED, encode_split, stratified_split
-from kd_ref.glue import get_task
-from kd_ref.tokenizer import BertTokenizer
-from kd_ref.errors import KdError
+from kd_ref.data.glue import get_task
+from kd_ref.data.splits import HOLDOUT_SEED, encode_split, stratified_split
+from kd_ref.data.tokenizer import BertTokenizer
+from kd_ref.plumbing import teacher_setup
+from kd_ref.plumbing.checkpoint import load_bert
+from kd_ref.plumbing.errors import KdError
 from tiny_task import write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]

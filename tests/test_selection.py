@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from kd_ref.data import Encoded
-from kd_ref.distill import DistillConfig, applied_weights, check_config, episode_rows
-from kd_ref.errors import KdError
 from kd_ref.corrupt import corrupt_targets
+from kd_ref.data.splits import Encoded
+from kd_ref.distill import DistillConfig, applied_weights, check_config, episode_rows
+from kd_ref.plumbing.errors import KdError
 from kd_ref.selectors import SelectorConfig, make_selector
 from kd_ref.teacher import TeacherView
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kd_ref.agent import AgentConfig
-from kd_ref.errors import KdError
+from kd_ref.plumbing.errors import KdError
 from kd_ref.selectors import METHODS, SelectorConfig, make_selector
 
 HS, HT = 4, 6

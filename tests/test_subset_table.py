@@ -1,4 +1,4 @@
-"""bench/subset_table.py, the headroom table: the subset chosen on held-out rows, reported on dev
+"""experiments/subset_table.py, the headroom table: the subset chosen on held-out rows, reported on dev
 against the control, on run folders written here by hand."""
 import json
 import runpy
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-module = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "subset_table.py"))
+module = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "subset_table.py"))
 task_table = module["task_table"]
 
 

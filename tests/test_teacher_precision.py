@@ -7,8 +7,8 @@ Both go through kd_ref.teacher.teacher_forward, so a flag cannot change the targ
 """
 import torch
 
-from kd_ref.batching import make_batches
 from kd_ref.bert import Bert, BertConfig
+from kd_ref.data.batching import make_batches
 from kd_ref.teacher import TeacherCache, live_view
 
 G = [0, 2, 4]  # a 2-layer student's map onto the 4-layer teacher

@@ -14,9 +14,9 @@ import torch
 
 import run
 from kd_ref import losses, teacher
-from kd_ref.progress import Progress
-from kd_ref.errors import KdError
-from kd_ref.resume import Checkpoints
+from kd_ref.plumbing.errors import KdError
+from kd_ref.plumbing.progress import Progress
+from kd_ref.plumbing.resume import Checkpoints
 from tiny_task import write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,10 +4,10 @@ import shutil
 import pytest
 from transformers import BertTokenizerFast
 
-from kd_ref.batching import make_batches
-from kd_ref.errors import KdError
-from kd_ref.glue import Example, get_task, read_split
-from kd_ref.tokenizer import BertTokenizer
+from kd_ref.data.batching import make_batches
+from kd_ref.data.glue import Example, get_task, read_split
+from kd_ref.data.tokenizer import BertTokenizer
+from kd_ref.plumbing.errors import KdError
 
 TASKS = ["rte", "mrpc", "sst2", "cola", "stsb"]
 

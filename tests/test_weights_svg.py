@@ -1,4 +1,4 @@
-"""bench/weights_svg.py, the picture of the weights the selecting methods chose: a panel per folder
+"""experiments/weights_svg.py, the picture of the weights the selecting methods chose: a panel per folder
 and selecting method, a line per knowledge and seed plus the mean, on logs written here by hand."""
 import json
 import runpy
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-module = runpy.run_path(str(Path(__file__).parents[1] / "bench" / "weights_svg.py"))
+module = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "weights_svg.py"))
 
 
 def fake_log(folder: Path, method: str, seed: int, actions: list[list[float]]):

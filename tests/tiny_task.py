@@ -5,13 +5,13 @@ from pathlib import Path
 import torch
 
 from kd_ref.bert import Bert
-from kd_ref.checkpoint import load_config, save_bert
-from kd_ref.demo import write_demo_task
+from kd_ref.data.demo import write_demo_task
+from kd_ref.plumbing.checkpoint import load_config, save_bert
 
 
 def write_tiny_task(d: Path, *, n_train: int, n_dev: int, n_test: int, num_labels: int,
                     dropout: bool = True) -> None:
-    """d/data: GLUE-style RTE files from kd_ref.demo; d/teacher: the teacher, with a head of
+    """d/data: GLUE-style RTE files from kd_ref.data.demo; d/teacher: the teacher, with a head of
     num_labels classes (not 2: run.py fine-tunes it first for RTE)."""
     write_demo_task(d / "data", seed=0, n_train=n_train, n_dev=n_dev, n_test=n_test)
     cfg = load_config(d / "data" / "model")

@@ -9,7 +9,7 @@ Hub downloads use plain urllib from $KD_HF_ENDPOINT (default https://huggingface
 /{NAME}/resolve/main/{file}. Each file goes into FILE.part first, resumes from there
 with an HTTP Range request, is checked against the server's size and only then
 renamed, so a file present in DIR is complete and is not fetched again. Stdlib
-only; kd_ref.checkpoint is imported just to convert a pytorch_model.bin.
+only; kd_ref.plumbing.checkpoint is imported just to convert a pytorch_model.bin.
 """
 import hashlib
 import os
@@ -92,7 +92,7 @@ def fetch_hub(name: str, out: Path) -> None:
     if not download(f"{base}/pytorch_model.bin", out / "pytorch_model.bin"):
         raise FetchError(f"{base}: neither model.safetensors nor pytorch_model.bin found")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for kd_ref
-    from kd_ref.checkpoint import convert_bin_to_safetensors
+    from kd_ref.plumbing.checkpoint import convert_bin_to_safetensors
 
     convert_bin_to_safetensors(out)
     (out / "pytorch_model.bin").unlink()  # the loader reads only model.safetensors
