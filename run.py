@@ -76,7 +76,9 @@ def parse_args(argv=None):
     g.add_argument("--student-layers", type=int, help="default: half the teacher's layers")
     g.add_argument("--student-hidden", type=int, help="default: the teacher's width")
     g.add_argument("--student-init", default="teacher",
-                   help="'teacher' (embeddings and mapped layers), 'random', or a checkpoint folder")
+                   help="'teacher' (embeddings and mapped layers), 'random', or a checkpoint folder: one of the "
+                        "student's depth is loaded as it is, one of the teacher's depth gives its mapped layers "
+                        "(the pre-trained checkpoint the teacher was fine-tuned from: BERT-PKD's start)")
     g = p.add_argument_group("teacher fine-tuning (when --teacher has no classifier for the task)")
     g.add_argument("--teacher-epochs", type=int, default=3)
     g.add_argument("--teacher-lr", type=float, default=2e-5)

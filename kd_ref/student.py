@@ -54,22 +54,28 @@ def student_config(teacher: BertConfig, layers: int, hidden: int | None, init: s
 
 def build_student(teacher: Bert, layers: int, hidden: int | None, init: str, g: list[int]) -> Bert:
     """init: 'teacher' copies embeddings, pooler, classifier and teacher layers g(1..M);
-    'random' starts from scratch; anything else is a checkpoint folder to load."""
-    if init not in ("teacher", "random"):
-        student, _ = load_bert(init, num_labels=teacher.config.num_labels)
-        if student.config.num_hidden_layers != layers:
-            raise KdError(f"--student-init {init}: has {student.config.num_hidden_layers} layers, "
-                          f"--student-layers asks for {layers}")
-        return student
-    student = Bert(student_config(teacher.config, layers, hidden, init))
-    if init == "teacher":
-        teacher_state = teacher.state_dict()
-        state = {k: v for k, v in teacher_state.items() if not k.startswith("layers.")}
-        for i in range(1, layers + 1):
-            prefix = f"layers.{g[i] - 1}."
-            state.update({f"layers.{i - 1}." + k[len(prefix):]: v
-                          for k, v in teacher_state.items() if k.startswith(prefix)})
-        student.load_state_dict(state)
+    'random' starts from scratch; anything else is a checkpoint folder: one of M layers is loaded
+    as it is, one of the teacher's N layers gives its embeddings, pooler and layers g(1..M), as
+    'teacher' does (BERT-PKD's start from the pre-trained model: pass the checkpoint the teacher was
+    fine-tuned from), with its classifier or a fresh one."""
+    if init == "random":
+        return Bert(student_config(teacher.config, layers, hidden, init))
+    source = teacher
+    if init != "teacher":
+        source, _ = load_bert(init, num_labels=teacher.config.num_labels)
+        if source.config.num_hidden_layers == layers:
+            return source
+        if source.config.num_hidden_layers != teacher.config.num_hidden_layers:
+            raise KdError(f"--student-init {init}: has {source.config.num_hidden_layers} layers; expected "
+                          f"--student-layers ({layers}) or the teacher's ({teacher.config.num_hidden_layers})")
+    student = Bert(student_config(source.config, layers, hidden, "teacher"))
+    source_state = source.state_dict()
+    state = {k: v for k, v in source_state.items() if not k.startswith("layers.")}
+    for i in range(1, layers + 1):
+        prefix = f"layers.{g[i] - 1}."
+        state.update({f"layers.{i - 1}." + k[len(prefix):]: v
+                      for k, v in source_state.items() if k.startswith(prefix)})
+    student.load_state_dict(state)
     return student
 
 
