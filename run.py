@@ -99,6 +99,11 @@ def parse_args(argv=None):
     g = p.add_argument_group("selectors and the knowledge selection module (KSM)")
     g.add_argument("--alpha", type=float, default=SelectorConfig.alpha, help="kd: weight of ResK")
     g.add_argument("--beta", type=float, default=SelectorConfig.beta, help="pkd: weight of FeaK(cls) [ours]")
+    g.add_argument("--search-budget", type=float, default=SelectorConfig.search_budget,
+                   help="halving [ours]: what its proxy runs cost in all, in final runs")
+    g.add_argument("--search-score", default=SelectorConfig.search_score, choices=["metric", "loss"],
+                   help="halving [ours]: a proxy run's score on the reward split: the task's main metric, or "
+                        "minus the gold loss")
     add_fields(g, AgentConfig, skip=("hard",))  # ksm-hard / ksm-soft set `hard`
     g.add_argument("--reward-split", default="train", choices=["train", "dev"],
                    help="'train': a held-out part of the training set [ours]; 'dev': the paper's choice, "
@@ -149,7 +154,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
         compile_model(student)
     projections = make_projections(student.config.hidden_size, teacher.config.hidden_size, len(g)).to(device)
     selector = make_selector(method, student.config.hidden_size, teacher.config.hidden_size,
-                             SelectorConfig(alpha=args.alpha, beta=args.beta,
+                             SelectorConfig(alpha=args.alpha, beta=args.beta, search_budget=args.search_budget,
+                                            search_score=args.search_score,
                                             agent=config_from(args, AgentConfig, hard=method == "ksm-hard")),
                              seed=seed)
     cfg = config_from(args, DistillConfig)
@@ -162,6 +168,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
                                                                    shard=distributed.shard())]
     reward_batches, dev_batches = batches(reward_rows), batches(dev)
     holdout_batches = None if holdout is None else batches(holdout)
+    # halving scores its proxy runs on the reward split, a split of its own there (rows numbered from 0)
+    scored_batches = batches(reward_rows.renumbered()) if selector.scores_episodes else None
     resume = checkpoints.load() if todo == "resume" else None
     if resume:
         at = resume["meta"]
@@ -175,6 +183,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     try:
         times = distill(student, projections, selector, teacher_view, train, cfg, g=g, seed=seed, device=device,
                         log=log, episode_train=episode_train, reward_batches=reward_batches,
+                        reward_score=lambda model: reward_score(model, task, scored_batches, reward_rows.labels,
+                                                                args.search_score),
                         dev=(task, dev_batches, dev.labels),
                         holdout=None if holdout is None else (task, holdout_batches, holdout.labels),
                         checkpoints=checkpoints, resume=resume)
@@ -212,8 +222,9 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
 # Flags that may change between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "method", "seeds", "seed",
                      "checkpoint_every", "teacher_checkpoints_per_epoch"}
-# Flags only the KSM's episodes and agent read: a method without episodes is the same run whatever they are.
-KSM_ONLY = {f.name for f in dataclasses.fields(AgentConfig)} | {"episodes", "episode_fraction", "episode_data"}
+# Flags only the episodes of ksm-* and halving read: a method without episodes is the same run whatever they are.
+KSM_ONLY = {f.name for f in dataclasses.fields(AgentConfig)} | {"episodes", "episode_fraction", "episode_data",
+                                                                 "search_budget", "search_score"}
 
 
 def open_run_dir(args, run_dir: Path, config: dict, checkpoints: Checkpoints) -> str:
@@ -245,7 +256,8 @@ def same_flags(run_dir: Path, config: dict, what: str) -> None:
     not read. A flag its config.json does not record was added later, with the old behaviour as its
     default."""
     saved = json.loads((run_dir / "config.json").read_text())["args"]
-    skip = RESUMABLE_CHANGES | (set() if config["method"].startswith("ksm-") else KSM_ONLY)
+    skip = RESUMABLE_CHANGES | (set() if config["method"].startswith("ksm-") or config["method"] == "halving"
+                                else KSM_ONLY)
     change = first_change(saved, json.loads(json.dumps(config["args"])), skip=skip, defaults=vars(parse_args([])))
     if change:
         flag, old, now = change
@@ -257,6 +269,13 @@ def config_from(args, config_class, **overrides):
     """A config dataclass filled from the flags add_fields made for it."""
     names = [f.name for f in dataclasses.fields(config_class) if f.name not in overrides]
     return config_class(**{n: getattr(args, n) for n in names}, **overrides)
+
+
+def reward_score(model, task, batches, labels, score: str) -> dict:
+    """A halving proxy run's score on the reward split: {'score': the number it is ranked by, the
+    metrics, 'loss': the gold loss}."""
+    metrics = {**evaluate(model, task, batches, labels)[0], "loss": gold_loss(model, batches)}
+    return {"score": metrics[task.main_metric] if score == "metric" else -metrics["loss"], **metrics}
 
 
 def reward_note(args) -> str:
@@ -352,6 +371,8 @@ def check_args(args, methods) -> None:
                        "alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"), "beta": (lambda v: v >= 0, "0 or more")})
     for m in methods:
         check_method(m)
+    if "halving" in methods and args.reward_split == "dev":
+        raise KdError("--method halving chooses on held-out rows of train: it cannot take --reward-split dev")
 
 
 def check_fits(config, tokenizer, args) -> None:

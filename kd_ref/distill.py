@@ -51,8 +51,8 @@ class DistillConfig:
     episode_data: str = "same"
     temperature: float = 1.0        # ResK temperature [ours]
     # [ours] 'ema': divide each loss by a detached running mean of itself; 'auto': ema for the
-    # selectors that choose weights (random-*, ksm-*), so that a weight means the same for every
-    # knowledge whatever its raw scale, none for the fixed ones (finetune, kd, pkd, all)
+    # selectors that choose weights (random-*, ksm-*, halving), so that a weight means the same for
+    # every knowledge whatever its raw scale, none for the fixed ones (finetune, kd, pkd, all, subset-*)
     loss_norm: str = "auto"
     # [ours] 'sum': the weights a selector chooses (random-*, ksm-*) are scaled to sum to 4 before use,
     # so that only their ratios act (a common scale acts through Adam's memory and clipping as a
@@ -151,7 +151,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
     bounds = phase_bounds(total, cfg.epochs * min(cfg.phases_per_epoch, len(first)))
     params = list(trainee.parameters())
     opt, sched = make_optimizer(params, cfg.lr, cfg.weight_decay, total, cfg.warmup)
-    norm = LossNorm("ema" if cfg.loss_norm == "ema" or (cfg.loss_norm == "auto" and selector.chooses) else "none")
+    norm = LossNorm("ema" if cfg.loss_norm == "ema" or (cfg.loss_norm == "auto" and selector.normalised) else "none")
     modules = {"student": student, "projections": trainee.projections}
     stateful = {"optimizer": opt, "scheduler": sched, "selector": selector, "loss_norm": norm}
     attention = range(1, len(g)) if cfg.attk_weight else ()
@@ -259,9 +259,11 @@ def parts(raw) -> str:
 
 
 def distill(student, projections, selector, teacher_view, train, cfg: DistillConfig, *, g, seed: int,
-            device, log, episode_train=None, reward_batches=None, dev=None, holdout=None, checkpoints=None,
-            resume=None) -> dict:
+            device, log, episode_train=None, reward_batches=None, reward_score=None, dev=None, holdout=None,
+            checkpoints=None, resume=None) -> dict:
     """KSM episodes (when the selector learns), then the final run. Returns wall times in seconds.
+    A search (selectors.SubsetHalving) runs its proxy runs as the episodes, each scored by
+    reward_score(student) on the reward split.
 
     Every episode and the final run start from the same student and projections.
     checkpoints (kd_ref.plumbing.resume.Checkpoints) saves the training state as it goes; with `resume`,
@@ -283,15 +285,20 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
         times[key] = times.get(key, 0.0) + time.perf_counter() - t0
 
     if selector.learns and at["run"] == "episode":
-        episode_train = episode_rows(episode_train, cfg.episode_fraction, seed)
-        for e in range(at["episode"], cfg.episodes):
+        for e in range(at["episode"], selector.episodes(cfg)):
             resumed = resume if e == at["episode"] else None
             e_seed = seed * 100 + (e if cfg.episode_data == "fresh" else 0)
             if resumed is None:
                 torch.manual_seed(e_seed)
-            timed_run("episodes_s", train=episode_train, seed=e_seed, run="episode", episode=e,
-                      learn=True, reward_batches=reward_batches, resume=resumed)
-            selector.end_episode()
+            timed_run("episodes_s", train=episode_rows(episode_train, selector.episode_fraction(e, cfg), seed),
+                      seed=e_seed, run="episode", episode=e, learn=True, reward_batches=reward_batches,
+                      resume=resumed)
+            if selector.scores_episodes:  # a search: the episode's score on the reward split decides
+                t0 = time.perf_counter()
+                log(selector.end_episode(reward_score(student)))
+                times["episodes_s"] += time.perf_counter() - t0
+            else:
+                selector.end_episode()
             student.load_state_dict(start)
             projections.load_state_dict(start_proj)
     resumed = resume if at["run"] == "final" else None

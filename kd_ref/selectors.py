@@ -6,6 +6,8 @@ and hears back the phase's task reward. Only the ksm-* selectors learn from it,
 in their episodes (`feedback`); in a final run every selector only reports it
 (`judge`), so every method's final run logs the same reward columns.
 """
+import itertools
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -14,7 +16,7 @@ from torch import Tensor
 from kd_ref.agent import AgentConfig, KnowledgeSelectionAgent, N_KNOWLEDGE, force_fink
 from kd_ref.plumbing.errors import KdError
 
-METHODS = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-soft", "ksm-hard")
+METHODS = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-soft", "ksm-hard", "halving")
 # [ours] subset-XXXX: a fixed subset, one 0/1 digit per knowledge in FinK, ResK, FeaK, RelK order
 # (subset-1111 is all). Not the paper's: it asks what one fixed choice achieves, the most a selector
 # that settles on that choice could.
@@ -46,13 +48,18 @@ class SelectorConfig:
     # 4/D (about 0.01 for D = 384), negligible beside the cross-entropy without a large weight.
     beta: float = 100.0
     agent: AgentConfig = field(default_factory=AgentConfig)  # ksm-*: `hard` is set from the method
+    # halving [ours]: the proxy runs cost this many final runs in all (so a halving run costs about
+    # 1 + search_budget runs), and are scored by the reward split's main metric or its gold loss
+    search_budget: float = 1.5
+    search_score: str = "metric"
 
 
 class Selector:
     """The interface, and what the selectors that do not learn share."""
 
-    learns = False  # True: needs KSM episodes before the final run
-    chooses = False  # True: the weights are chosen per phase (random-*, ksm-*), so --loss-norm auto normalises them
+    learns = False  # True: needs episodes before the final run (ksm-*, halving)
+    chooses = False  # True: the weights are chosen per phase (random-*, ksm-*), scaled by --action-norm
+    scores_episodes = False  # True: a search, each episode scored on the reward split (halving)
     hard = False  # True: actions are binary
     feak_mode = "tokens"  # which FeaK the loop computes: 'tokens' (losses.feak) or 'cls' (losses.feak_cls)
 
@@ -75,6 +82,19 @@ class Selector:
         that the action stays binary and the hard exploration reward can count repeats."""
         mean = torch.stack(applied).mean(0)
         return force_fink((mean >= 0.5).float()) if self.hard else mean
+
+    @property
+    def normalised(self) -> bool:
+        """--loss-norm auto normalises the losses of selectors that choose among them."""
+        return self.chooses
+
+    def episodes(self, cfg) -> int:
+        return cfg.episodes
+
+    def episode_fraction(self, episode: int, cfg) -> float:
+        """The share of the episode rows episode `episode` trains on (the same rows for every episode
+        of one fraction: distill.episode_rows)."""
+        return cfg.episode_fraction
 
     def end_episode(self) -> None:
         pass
@@ -155,6 +175,90 @@ class KsmSelector(Selector):
         self.agent.load_state_dict(state)
 
 
+class SubsetHalving(Selector):
+    """halving [ours, after issue 27]: successive halving over the fixed subsets with FinK or ResK on.
+
+    The KSM's one-phase reward cannot see what a subset does to a whole run (experiments/RESULTS-kd.md),
+    so this selector compares whole runs. Its episodes are short proxy runs of every candidate subset,
+    paired (the same start, rows, batches and dropout masks), each scored at its end on the reward split
+    (held-out rows of train, never dev). Rung k keeps the better half of rung k-1 (ceil) and gives each
+    survivor more rows: rung k's candidates share budget / rungs of a final run's cost, so the search
+    costs `search_budget` final runs in all. The final run trains the winner, as subset-XXXX would, with
+    --loss-norm auto normalising (the same as subset-XXXX --loss-norm ema, the control's normalisation).
+    """
+
+    learns = scores_episodes = True
+    normalised = True
+
+    def __init__(self, method: str, budget: float):
+        super().__init__(method)
+        self.candidates = [w for w in itertools.product((1, 0), repeat=N_KNOWLEDGE) if w[0] or w[1]]
+        self.rungs = [len(self.candidates)]  # candidates per rung: 12, 6, 3, 2
+        while self.rungs[-1] > 2:
+            self.rungs.append(math.ceil(self.rungs[-1] / 2))
+        self.budget = budget
+        self.scores: list[tuple[float, float]] = []  # (score, gold loss) per finished episode, in order
+
+    def rung_of(self, episode: int) -> tuple[int, int]:
+        """(rung, place in the rung) of an episode."""
+        for k, n in enumerate(self.rungs):
+            if episode < n:
+                return k, episode
+            episode -= n
+        raise IndexError(episode)
+
+    def standing(self, k: int) -> list[tuple]:
+        """Rung k's candidates, each rung ranked by the scores its episodes earned; ties (a metric on a
+        few hundred rows often ties) go to the lower gold loss, then to the earlier candidate."""
+        alive, first = list(self.candidates), 0
+        for j in range(k):
+            scores = self.scores[first:first + len(alive)]
+            keep = self.rungs[j + 1] if j + 1 < len(self.rungs) else 1
+            alive = [alive[i] for i in sorted(range(len(alive)), key=lambda i: (-scores[i][0], scores[i][1]))[:keep]]
+            first += self.rungs[j]
+        return alive
+
+    def winner(self) -> tuple:
+        return self.standing(len(self.rungs))[0]
+
+    def episodes(self, cfg) -> int:
+        return sum(self.rungs)
+
+    def episode_fraction(self, episode: int, cfg) -> float:
+        return min(1.0, self.budget / (len(self.rungs) * self.rungs[self.rung_of(episode)[0]]))
+
+    def act(self, raw_state: Tensor, explore: bool) -> Tensor:
+        """The candidate of the episode under way, once they are all scored the winner."""
+        done = len(self.scores)
+        if done == sum(self.rungs):
+            return torch.tensor(self.winner(), dtype=torch.float32)
+        k, i = self.rung_of(done)
+        return torch.tensor(self.standing(k)[i], dtype=torch.float32)
+
+    def feedback(self, raw_state: Tensor, action: Tensor, task_reward: float, next_raw_state: Tensor,
+                 done: bool, phase: int) -> dict:
+        return self.judge(raw_state, action, task_reward)  # a proxy run learns nothing per phase
+
+    def end_episode(self, score: dict) -> dict:
+        """Record an episode's score ({'score': the number compared, 'loss': the gold loss, ...}); returns
+        the log line that says which candidate it was."""
+        episode = len(self.scores)
+        k, i = self.rung_of(episode)
+        subset = "".join(map(str, self.standing(k)[i]))
+        self.scores.append((float(score["score"]), float(score["loss"])))
+        record = {"event": "search", "episode": episode, "rung": k, "subset": subset,
+                  "fraction": self.episode_fraction(episode, None), **score}
+        if len(self.scores) == sum(self.rungs):
+            record["winner"] = "".join(map(str, self.winner()))
+        return record
+
+    def state_dict(self) -> dict:
+        return {"scores": torch.tensor(self.scores, dtype=torch.float64).reshape(-1, 2)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scores = [tuple(s) for s in state["scores"].tolist()]
+
+
 def make_selector(method: str, student_dim: int, teacher_dim: int, config: SelectorConfig, seed: int) -> Selector:
     """The selector for `method` (one of METHODS); dims are the [CLS] widths the KSM state reads."""
     check_method(method)
@@ -165,6 +269,10 @@ def make_selector(method: str, student_dim: int, teacher_dim: int, config: Selec
     weights = fixed.get(method) or subset_weights(method)
     if weights:
         return FixedSelector(method, weights, feak_mode="cls" if method == "pkd" else "tokens")
+    if method == "halving":
+        if config.search_budget <= 0:
+            raise KdError(f"--search-budget {config.search_budget}: must be a positive number of final runs")
+        return SubsetHalving(method, config.search_budget)
     hard = method.endswith("-hard")
     if method.startswith("random-"):
         return RandomSelector(method, hard, seed)

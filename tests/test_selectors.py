@@ -112,7 +112,7 @@ def test_state_dict_round_trip(method):
 @pytest.mark.parametrize("method", ["ksm", "subset-011", "subset-01111", "subset-0121", "subset-"])
 def test_unknown_method_lists_the_choices(method):
     with pytest.raises(KdError, match=f"--method {method}: unknown; expected one of finetune, kd, pkd, all, random-soft, "
-                                      "random-hard, ksm-soft, ksm-hard, or subset-XXXX"):
+                                      "random-hard, ksm-soft, ksm-hard, halving, or subset-XXXX"):
         make(method)
 
 
@@ -140,3 +140,29 @@ def test_hard_phase_action_is_the_majority_and_stays_binary(method):
 def test_soft_phase_action_is_the_mean():
     steps = [torch.tensor([0.2, 0.4, 0.6, 0.8]), torch.tensor([0.4, 0.4, 0.0, 1.0])]
     torch.testing.assert_close(make("ksm-soft").phase_action(steps), torch.tensor([0.3, 0.4, 0.3, 0.9]))
+
+
+def test_halving_ranks_each_rung_and_gives_the_survivors_more_rows():
+    selector = make("halving", SelectorConfig(search_budget=1.5))
+    assert selector.rungs == [12, 6, 3, 2] and selector.episodes(None) == 23 and selector.normalised
+    assert len(set(selector.candidates)) == 12 and all(w[0] or w[1] for w in selector.candidates)
+    # rung k's candidates share budget / rungs of a final run: 1.5 final runs in all
+    fractions = [selector.episode_fraction(e, None) for e in range(23)]
+    assert sum(fractions) == pytest.approx(1.5) and fractions[0] == fractions[11] < fractions[12]
+    # a made-up score per subset: the number of knowledges left out, FeaK's absence breaking ties by loss
+    score = lambda w: (4 - sum(w), 1.0 - w[2])
+    for e in range(23):
+        action = tuple(int(a) for a in selector.act(torch.zeros(RAW), explore=True))
+        record = selector.end_episode({"score": score(action)[0], "loss": score(action)[1]})
+        assert record["subset"] == "".join(map(str, action)) and record["rung"] == selector.rung_of(e)[0]
+    survivors = selector.standing(1)
+    assert [sum(w) for w in survivors] == [1, 1, 2, 2, 2, 2] and survivors[0] == (1, 0, 0, 0)
+    assert record["winner"] == "1000" and selector.act(torch.zeros(RAW), explore=False).tolist() == [1, 0, 0, 0]
+    restored = make("halving")
+    restored.load_state_dict(selector.state_dict())
+    assert restored.scores == selector.scores and restored.winner() == (1, 0, 0, 0)
+
+
+def test_halving_needs_a_positive_budget():
+    with pytest.raises(KdError, match="--search-budget 0.0: must be a positive"):
+        make("halving", SelectorConfig(search_budget=0.0))

@@ -28,6 +28,10 @@ class Encoded:
     def subset(self, idx: np.ndarray) -> "Encoded":
         return Encoded([self.pairs[i] for i in idx], self.labels[idx], self.rows[idx])
 
+    def renumbered(self) -> "Encoded":
+        """The same examples numbered from 0: a split of its own, scored against its own labels."""
+        return Encoded(self.pairs, self.labels, np.arange(len(self)))
+
     def batches(self, batch_size: int, max_len: int, *, shuffle: bool, seed: int = 0,
                 shard: tuple[int, int] = (0, 1)) -> list[Batch]:
         out = make_batches(self.pairs, self.labels, batch_size, max_len, shuffle=shuffle,
@@ -71,5 +75,4 @@ def hold_out(train: Encoded, fraction: float, regression: bool) -> tuple[Encoded
     keep, held = stratified_split(train.labels, fraction, HOLDOUT_SEED, regression)
     if len(held) == 0:
         raise KdError(f"--holdout {fraction}: holds out no row of the {len(train)} training rows")
-    renumbered = lambda part: Encoded(part.pairs, part.labels, np.arange(len(part)))
-    return renumbered(train.subset(keep)), renumbered(train.subset(held))
+    return train.subset(keep).renumbered(), train.subset(held).renumbered()
