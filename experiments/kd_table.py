@@ -1,6 +1,6 @@
 """The distillation results table (issue 3's evidence) from run.py output folders.
 
-    python experiments/kd_table.py runs/mrpc runs/stsb runs/rte > bench/RESULTS-kd-part.md
+    python experiments/kd_table.py runs/mrpc runs/stsb runs/rte > experiments/RESULTS-kd-part.md
     python experiments/kd_table.py experiments/logs/study/mrpc+experiments/logs/study-ema/mrpc   # one table from two folders
     python experiments/kd_table.py --summary experiments/logs/study/mrpc experiments/logs/study/stsb   # one table over the tasks
 
@@ -24,6 +24,7 @@ quotes these tables.
 """
 import collections
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -78,6 +79,17 @@ def signed(diffs: list[float], ahead: str = "ahead") -> str:
     """Mean ± sd of differences, and on how many the first came out ahead ("3/4 ahead")."""
     return (f"{'+' if statistics.mean(diffs) >= 0 else ''}{mean_std(diffs)} "
             f"({sum(d > 0 for d in diffs)}/{len(diffs)} {ahead})")
+
+
+def paired_test(diffs: list[float]) -> str:
+    """The paired t statistic of differences (n - 1 degrees of freedom) and the two-sided sign test's
+    p (ties dropped): the two tests the selection tables print beside mean ± sd."""
+    n, mean = len(diffs), statistics.mean(diffs)
+    sd = statistics.stdev(diffs) if n > 1 else 0.0
+    t = mean / (sd / math.sqrt(n)) if sd > 0 else math.copysign(math.inf, mean)
+    wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    tail = sum(math.comb(wins + losses, i) for i in range(min(wins, losses) + 1)) / 2 ** (wins + losses)
+    return f"t({n - 1}) = {t:.2f}, sign p = {min(1.0, 2 * tail):.2f}"
 
 
 def label(metrics: dict, config: dict) -> str:

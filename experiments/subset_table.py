@@ -9,7 +9,9 @@ dev difference from the control (subset-1111, all four knowledges with the selec
 paired by seed. Then the honest choice: the subset with the best mean held-out score, reported on
 dev (nothing looked at dev to choose it) against the control; the best subset on dev, for reference
 only (chosen on the numbers it is judged by); and how far held-out means rank the subsets as dev
-means do (Spearman's rho over subsets). Last, what each knowledge adds: the difference between
+means do (Spearman's rho over subsets), and where the runs logged it (since issue 27) how the held-out
+gold loss ranks them, at the end and at every phase end of the final runs (a truncated run, ranked as
+dev ranks the whole runs: the signal a cheap selector could read). Last, what each knowledge adds: the difference between
 subsets that differ in that knowledge alone (on − off), over every such pair and seed, on held-out
 and dev, and how many of those differences are positive. Only the seeds every subset has finished
 count, so every subset is judged on the same seeds.
@@ -21,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kd_ref.plumbing.report import read_phase_records  # noqa: E402
 from kd_table import load, mean_std, signed  # noqa: E402
 
 CONTROL = "subset-1111"
@@ -47,6 +51,23 @@ def spearman(x: list[float], y: list[float]) -> float:
     return float(np.corrcoef(rank(x), rank(y))[0, 1])
 
 
+def spans(folder: Path, subsets: list[str], seeds: list[int], main: str, dev_means: list[float]) -> list[str]:
+    """Spearman's rho over subsets of the dev means of whole runs against the held-out metric and minus the
+    held-out gold loss after each phase of the final runs (means over seeds), where every run logged them."""
+    logs = {(s, seed): [r for r in read_phase_records(folder / f"{s}-s{seed}" / "log.jsonl")
+                        if r["run"] == "final" and "holdout" in r] for s in subsets for seed in seeds}
+    n = min(len(rows) for rows in logs.values())
+    if not n:
+        return []
+    out = [f"| after phase | of | rho, held-out {main} | rho, held-out −loss |", "|---|---|---|---|"]
+    for p in range(n):
+        at = lambda s, key: statistics.mean(logs[s, seed][p]["holdout"][key] for seed in seeds)
+        out.append(f"| {p + 1} | {n} | {spearman([at(s, main) for s in subsets], dev_means):.2f} | "
+                   f"{spearman([-at(s, 'loss') for s in subsets], dev_means):.2f} |")
+    return ["", "Truncated runs: how the final runs' held-out scores after each phase rank the subsets against "
+            "the dev means of the whole runs.", ""] + out
+
+
 def task_table(folder: Path) -> list[str]:
     runs = [m for m, c in load(folder) if m["method"].startswith("subset-")]
     if not runs or any("holdout" not in m for m in runs):
@@ -62,23 +83,32 @@ def task_table(folder: Path) -> list[str]:
             for split in ("holdout", "dev"):
                 score[m["method"], split][m["seed"]] = m[split][main]
     mean = lambda s, split: statistics.mean(score[s, split].values())
+    losses = {m["method"]: [] for m in runs}  # the held-out gold loss, logged since issue 27
+    for m in runs:
+        if m["seed"] in seeds and "loss" in m["holdout"]:
+            losses[m["method"]].append(m["holdout"]["loss"])
+    with_loss = all(len(losses[s]) == len(seeds) for s in subsets)
     out = [f"### {first['task']} ({main}; held-out: {first['holdout_rows']} rows of train; seeds "
            f"{','.join(map(str, seeds))})", "",
-           f"| subset | {' '.join(KNOWLEDGE)} | held-out {main} | dev {main} | dev vs control |",
-           "|---|---|---|---|---|"]
+           f"| subset | {' '.join(KNOWLEDGE)} | held-out {main} |{' held-out loss |' if with_loss else ''} "
+           f"dev {main} | dev vs control |", "|---|---|---|---|---|" + ("---|" if with_loss else "")]
     for s in subsets:
         digits = " ".join(s[len("subset-"):])
         against = "" if s == CONTROL else paired(score[s, "dev"], score[CONTROL, "dev"])
-        out.append(f"| {s} | {digits} | {mean_std(list(score[s, 'holdout'].values()))} | "
+        loss = f" {mean_std(losses[s], scale=1.0, digits=4)} |" if with_loss else ""
+        out.append(f"| {s} | {digits} | {mean_std(list(score[s, 'holdout'].values()))} |{loss} "
                    f"{mean_std(list(score[s, 'dev'].values()))} | {against} |")
     chosen = max(subsets, key=lambda s: mean(s, "holdout"))
     best_dev = max(subsets, key=lambda s: mean(s, "dev"))
-    rho = spearman([mean(s, "holdout") for s in subsets], [mean(s, "dev") for s in subsets])
+    dev_means = [mean(s, "dev") for s in subsets]
+    rho = spearman([mean(s, "holdout") for s in subsets], dev_means)
+    rho_loss = (f" By minus the held-out gold loss instead: {spearman([-statistics.mean(losses[s]) for s in subsets], dev_means):.2f}."
+                if with_loss else "")
     verdict = ("it is the control" if chosen == CONTROL else
                f"on dev against the control: {paired(score[chosen, 'dev'], score[CONTROL, 'dev'])}")
     out += ["", f"Chosen on held-out: **{chosen}**; {verdict}. Best on dev (for reference, chosen on the "
             f"scores it is judged by): {best_dev}. Spearman's rho of held-out and dev means over the "
-            f"{len(subsets)} subsets: {rho:.2f}.", "",
+            f"{len(subsets)} subsets: {rho:.2f}.{rho_loss}", *spans(folder, subsets, seeds, main, dev_means), "",
             f"| knowledge | subset pairs | held-out {main}, on − off | dev {main}, on − off |", "|---|---|---|---|"]
     for k, name in enumerate(KNOWLEDGE):
         pairs = [(s, with_digit(s, k, "0")) for s in subsets if with_digit(s, k, "1") == s]

@@ -174,3 +174,13 @@ def test_lr_table_marks_each_tasks_best_rate(tmp_path):
     assert rows[0] == "| task (teacher) | 5e-5 | 2e-4 | best |"
     # fake_run writes task mrpc and main metric f1 into every run; the folder names the task
     assert rows[2:] == ["| mrpc (f1 90.00) | **79.00** | 78.00 | 5e-5 |", "| stsb (f1 90.00) | 70.00 | **80.00** | 2e-4 |"]
+
+
+def test_paired_test_matches_scipy():
+    from scipy import stats
+    paired_test = module["paired_test"]
+    for diffs in ([0.01, 0.02, 0.005, 0.01, 0.003], [0.01, -0.02, 0.005, 0.0], [-0.3, -0.1, -0.2]):
+        t = stats.ttest_1samp(diffs, 0).statistic
+        nonzero = [d for d in diffs if d]
+        p = stats.binomtest(sum(d > 0 for d in nonzero), len(nonzero)).pvalue
+        assert paired_test(diffs) == f"t({len(diffs) - 1}) = {t:.2f}, sign p = {p:.2f}"

@@ -54,3 +54,24 @@ def test_runs_without_holdout_or_without_the_control_are_refused(tmp_path):
     metrics.write_text(json.dumps({k: v for k, v in json.loads(metrics.read_text()).items() if k != "holdout"}))
     with pytest.raises(SystemExit, match="made with --holdout"):
         task_table(tmp_path)
+
+
+def test_held_out_loss_and_truncated_runs_rank_the_subsets(tmp_path):
+    """Runs that logged the held-out gold loss (issue 27): a loss column, its rho, and one rho per phase
+    of the final runs. Here the loss ranks the subsets against dev and the metric after phase 1 with it."""
+    dev = {"1111": 0.80, "0111": 0.84, "1000": 0.70}
+    for subset, d in dev.items():
+        for seed in (1, 2):
+            fake_run(tmp_path, subset, seed, d, d)
+            metrics = tmp_path / f"subset-{subset}-s{seed}" / "metrics.json"
+            m = json.loads(metrics.read_text())
+            m["holdout"]["loss"] = d  # a higher loss where dev is higher: ranks against dev
+            metrics.write_text(json.dumps(m))
+            phases = [{"event": "phase", "run": "final", "phase": p, "action": [1.0] * 4,
+                       "holdout": {"f1": (1 - d) if p == 0 else d, "loss": 1 - d}} for p in range(2)]
+            (metrics.parent / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in phases))
+    text = "\n".join(task_table(tmp_path))
+    assert "| held-out f1 | held-out loss | dev f1 |" in text
+    assert "| subset-0111 | 0 1 1 1 | 84.00 ± 0.00 | 0.8400 ± 0.0000 | 84.00 ± 0.00 |" in text
+    assert "By minus the held-out gold loss instead: -1.00." in text
+    assert "| 1 | 2 | -1.00 | 1.00 |" in text and "| 2 | 2 | 1.00 | 1.00 |" in text

@@ -1,0 +1,34 @@
+"""experiments/halving_table.py: halving's proxy scores ranked against whole runs, on folders written by hand."""
+import json
+import runpy
+from pathlib import Path
+
+module = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "halving_table.py"))
+
+
+def write_run(folder: Path, method: str, seed: int, dev: float, wall: float, log: list[dict]):
+    run = folder / f"{method}-s{seed}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"args": {"loss_norm": "ema"}}))
+    (run / "metrics.json").write_text(json.dumps({
+        "task": "mrpc", "method": method, "seed": seed, "main_metric": "f1", "dev": {"f1": dev},
+        "holdout": {"f1": dev}, "holdout_rows": 367, "teacher_dev": {"f1": 0.9}, "wall_s": {"final_s": wall}}))
+    final = {"event": "phase", "run": "final", "phase": 0, "action": [1.0] * 4}
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log + [final]))
+
+
+def test_rho_per_rung_winner_and_cost(tmp_path):
+    whole = {"1111": 0.80, "0111": 0.84, "1000": 0.70, "0100": 0.75}
+    for seed in (1, 2):
+        for s, d in whole.items():
+            write_run(tmp_path / "subsets", f"subset-{s}", seed, d, 100.0, [])
+        # rung 0 ranks 0111 > 1111 > 0100 > 1000 as the whole runs do; rung 1 reverses its two
+        search = [{"event": "search", "rung": 0, "subset": s, "fraction": 0.03, "score": d}
+                  for s, d in whole.items()]
+        search += [{"event": "search", "rung": 1, "subset": s, "fraction": 0.06, "score": d, **extra}
+                   for s, d, extra in (("0111", 0.5, {}), ("1111", 0.6, {"winner": "1111"}))]
+        write_run(tmp_path / "halving", "halving", seed, 0.80 + 0.01 * seed, 250.0, search)
+    text = "\n".join(module["halving_table"](tmp_path / "halving", tmp_path / "subsets"))
+    assert "| 0 | 4 | 0.030 | 1.00 | 1.00 |" in text and "| 1 | 2 | 0.060 | - | - |" in text
+    assert "| 1 | subset-1111 | 80.00 | 81.00 | 80.00 | 2.50x |" in text
+    assert "+1.50 ± 0.71 (2/2 ahead), t(1) = 3.00, sign p = 0.50; wall time 2.50x" in text
