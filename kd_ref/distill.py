@@ -276,12 +276,12 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
     at = resume["meta"] if resume else {"run": "episode", "episode": 0, "times": {}}
     times = {"episodes_s": 0.0, **at["times"]}
 
-    def timed_run(key, **kw):
+    def timed_run(key, saves=checkpoints, **kw):
         """train_student, its wall time added to times[key]; checkpoints save the times so far."""
         t0 = time.perf_counter()
         clock = lambda: {**times, key: times.get(key, 0.0) + time.perf_counter() - t0}
         train_student(model, selector, teacher_view, cfg=cfg, g=g, device=device, log=log,
-                      checkpoints=checkpoints, clock=clock, **kw)
+                      checkpoints=saves, clock=clock, **kw)
         times[key] = times.get(key, 0.0) + time.perf_counter() - t0
 
     if selector.learns and at["run"] == "episode":
@@ -292,7 +292,8 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
                 torch.manual_seed(e_seed)
             timed_run("episodes_s", train=episode_rows(episode_train, selector.episode_fraction(e, cfg), seed),
                       seed=e_seed, run="episode", episode=e, learn=True, reward_batches=reward_batches,
-                      resume=resumed)
+                      resume=resumed, saves=checkpoints.at_run_ends() if checkpoints and selector.scores_episodes
+                      else checkpoints)
             if selector.scores_episodes:  # a search: the episode's score on the reward split decides
                 t0 = time.perf_counter()
                 log(selector.end_episode(reward_score(student)))

@@ -43,34 +43,40 @@ def env():
     return {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in every process
 
 
-def test_sigkill_mid_episode_then_rerun_is_bitwise_identical(tiny, tmp_path):
+@pytest.mark.parametrize("method, extra, after", [
+    ("ksm-soft", (), 0),
+    # halving saves at the end of each proxy run: killed once a few of them are scored
+    ("halving", ("--search-budget", "2", "--reward-fraction", "0.2"), 3)])
+def test_sigkill_mid_episode_then_rerun_is_bitwise_identical(tiny, tmp_path, method, extra, after):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(command(tiny, whole), check=True, capture_output=True, env=env(), cwd=ROOT)
+    extra = ("--method", method, *extra)
+    subprocess.run(command(tiny, whole, *extra), check=True, capture_output=True, env=env(), cwd=ROOT)
 
-    proc = subprocess.Popen(command(tiny, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(command(tiny, killed, *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env(), cwd=ROOT)
-    meta_file = killed / "ksm-soft-s3" / "checkpoint" / "meta.json"
+    meta_file = killed / f"{method}-s3" / "checkpoint" / "meta.json"
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
         try:
             meta = json.loads(meta_file.read_text())
         except (OSError, ValueError):  # not there yet, or replaced while we read it
             meta = None
-        if meta and meta["run"] == "episode":  # at least one phase of the episodes is done
+        if meta and meta["run"] == "episode" and meta["episode"] >= after:  # some of the episodes are done
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed mid-episode"
     at = json.loads(meta_file.read_text())
-    assert at["run"] == "episode" and (at["episode"], at["phase"]) != (1, 7), at  # not past the last episode
-    assert not (killed / "ksm-soft-s3" / "metrics.json").exists()
+    assert at["run"] == "episode", at
+    assert not (killed / f"{method}-s3" / "metrics.json").exists()
 
-    resumed = subprocess.run(command(tiny, killed), check=True, capture_output=True, text=True, env=env(), cwd=ROOT)
+    resumed = subprocess.run(command(tiny, killed, *extra), check=True, capture_output=True, text=True, env=env(),
+                             cwd=ROOT)
     assert f"resuming from the checkpoint after episode run, episode {at['episode']}" in resumed.stdout
     assert "teacher-cache.safetensors" in resumed.stdout and "reused" in resumed.stdout
-    a, b = whole / "ksm-soft-s3", killed / "ksm-soft-s3"
+    a, b = whole / f"{method}-s3", killed / f"{method}-s3"
     assert (a / "student" / "model.safetensors").read_bytes() == (b / "student" / "model.safetensors").read_bytes()
-    assert (a / "log.jsonl").read_text() == (b / "log.jsonl").read_text()  # actions, rewards, Q, losses, dev
+    assert (a / "log.jsonl").read_text() == (b / "log.jsonl").read_text()  # actions, rewards, Q, losses, dev, search
     assert (a / "dev_predictions.tsv").read_bytes() == (b / "dev_predictions.tsv").read_bytes()
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
     assert ma["dev"] == mb["dev"] and mb["resumed_from"]["step"] == at["step"] and ma["resumed_from"] is None
