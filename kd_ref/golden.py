@@ -1,4 +1,4 @@
-"""The golden trace of PORTING.md: one KD step and one agent update on tiny models, as numbers.
+"""The golden trace of PORTING.md: two KD steps and three agent updates on tiny models, as numbers.
 
 A port (JAX, MLX, another trainer) that computes these numbers from the same weights and
 inputs computes what kd-ref computes. Everything here goes through the library's own
@@ -12,8 +12,12 @@ writes into OUT: teacher/ and student/ (Hugging Face folders), projections.safet
 agent.safetensors (the other trained weights), tensors.safetensors (inputs and every
 intermediate tensor, full precision) and trace.json (scalars, and a checksum of each tensor:
 shape, sum, abs-sum, max-abs, first entries, rounded to 7 significant digits). Dropout is off
-(eval mode) and nothing random is left to the consumer: the minibatch the agent replays is
+(eval mode) and nothing random is left to the consumer: the minibatches the agent replays are
 written out. Deterministic: two runs on one CPU give the same bytes.
+
+The second KD step and the second agent update show the optimizers' betas (a first step from a zero
+state is blind to them); the target networks are moved off the online ones (seeded equal, they would
+hide a TD target taken from the online networks); a ksm-hard update traces the binary path.
 """
 import argparse
 import json

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 import numpy_port as port
 from kd_ref import golden
 from kd_ref.plumbing.checkpoint import load_bert
-from kd_ref.student import make_projections
+from kd_ref.student import layer_map, make_projections
 
 EXPECTED = Path(__file__).parent / "golden" / "expected.json"
 REGENERATE = "python -m kd_ref.golden /tmp/golden && cp /tmp/golden/trace.json tests/golden/expected.json"
@@ -71,6 +71,12 @@ def test_the_command_regenerates_the_trace_bit_for_bit(trace_dir, tmp_path):
     files = sorted(p.relative_to(trace_dir) for p in trace_dir.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert [f for f in files if (trace_dir / f).read_bytes() != (tmp_path / f).read_bytes()] == []
+
+
+def test_the_states_teacher_part_is_layer_g_of_m_for_every_student():
+    """The KSM state takes the teacher's last layer N and the mapped states end at g(M): one tensor for
+    every M <= N, so no trace entry needs to tell them apart (PORTING.md, "Settled questions")."""
+    assert all(layer_map(n, m)[-1] == n for n in range(1, 49) for m in range(1, n + 1))
 
 
 # ---- the NumPy port against the trace ----------------------------------------------------------
