@@ -1,6 +1,6 @@
 """The distillation results table (issue 3's evidence) from run.py output folders.
 
-    python experiments/kd_table.py runs/mrpc runs/stsb runs/rte > experiments/RESULTS-kd-part.md
+    python experiments/kd_table.py runs/mrpc runs/stsb runs/rte > /tmp/RESULTS-kd-part.md
     python experiments/kd_table.py experiments/logs/study/mrpc+experiments/logs/study-ema/mrpc   # one table from two folders
     python experiments/kd_table.py --summary experiments/logs/study/mrpc experiments/logs/study/stsb   # one table over the tasks
 

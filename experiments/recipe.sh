@@ -1,4 +1,4 @@
-# The study's recipe (issue 14), in one place for experiments/teachers.sh and experiments/logs/study.sh.
+# The study's recipe (issue 14), in one place for experiments/teachers.sh and experiments/study.sh.
 # Teacher: all-MiniLM-L6-v2 fine-tuned by run.py at lr 5e-5 for 4 epochs (why: experiments/teachers.sh), kept in
 # runs/study/TASK/teacher. Students: 3 layers, every run in runs/study/TASK, at the task's student learning
 # rate. A finished run is reused only with the flags it was made with (run.py --resume), so the scripts

@@ -9,7 +9,7 @@
 #      learning rate (5e-5), where issue 12 measured it; the study (experiments/study.sh) later moved its
 #      students to experiments/recipe.sh's rates and keeps its runs apart, in runs/study/TASK.
 # usage: experiments/selection.sh TASK [SEEDS] [A|B]   (default seeds 1,2,3, both parts)
-# Needs the task's teacher, fine-tuned once by bench/teachers.sh. One thread per process: run
+# Needs the task's teacher, fine-tuned once by experiments/teachers.sh. One thread per process: run
 # tasks side by side pinned to their own core, e.g. OMP_NUM_THREADS=1 taskset -c 0 experiments/selection.sh stsb 1
 # Rerunning continues unfinished runs from their checkpoints and reuses finished ones (--resume).
 set -euo pipefail

@@ -159,8 +159,12 @@ class Critic(nn.Module):
 class KnowledgeSelectionAgent(nn.Module):
     """DDPG agent over loss weights. Networks, targets, optimisers, replay and noise all live here.
 
-    Randomness (initialisation, action noise, minibatches) comes from `seed`
-    alone, never from the global RNG, so a seed fixes every action and update.
+    Read in this order, which is the order of a run: a phase opens (raw_state, act), the phase
+    closes (observe: exploration_reward, the replay buffer, learned_rewards, then
+    config.updates_per_phase times update: td_target, the critic step, the actor step,
+    soft_update_targets), an episode ends (end_episode). Randomness (initialisation, action noise,
+    minibatches) comes from `seed` alone, never from the global RNG, so a seed fixes every action
+    and update.
     """
 
     def __init__(self, student_dim: int, teacher_dim: int, config: AgentConfig, seed: int):
@@ -195,12 +199,16 @@ class KnowledgeSelectionAgent(nn.Module):
                        "next_state": torch.zeros(0, raw_dim), "done": torch.zeros(0)}
         self.history: list[Tensor] = []  # actions of this episode's earlier phases, for the exploration reward
 
+    # ---- a phase opens: the state, the action ---------------------------------------------------
+
     @staticmethod
     def raw_state(s_cls: Tensor, t_cls: Tensor, progress: float, valid: Tensor | None = None) -> Tensor:
-        """[B, Hs] student and [B, Ht] teacher last-layer [CLS] -> [Hs+Ht+1] fp32 on the CPU, detached.
+        """method.md, KSM, "State": [B, Hs] student and [B, Ht] teacher last-layer [CLS] -> [Hs+Ht+1]
+        fp32 on the CPU, detached.
 
         The batch means of the two [CLS] parts (over `valid` rows when given,
         so filler rows do not count) followed by the progress t / T_total [ours].
+        The encoders N_S, N_T see it later (StateEncoder): the buffer keeps it raw.
         """
         if valid is not None:
             s_cls, t_cls = s_cls[valid], t_cls[valid]
@@ -208,49 +216,37 @@ class KnowledgeSelectionAgent(nn.Module):
                  torch.tensor([float(progress)])]
         return torch.cat(parts)
 
-    def _weights(self, proposal: Tensor) -> Tensor:
-        """Actor output (plus noise) [..., 4] -> the loss weights applied: clipped (soft) or thresholded (hard)."""
+    @single_thread()
+    @torch.no_grad()
+    def act(self, raw_state: Tensor, explore: bool) -> Tensor:
+        """method.md, KSM, "Action": [4] loss weights, in [0,1] (soft) or {0,1} (hard); `explore`
+        adds the Gaussian noise of the episodes."""
+        mu = self.actor(self.encoder(raw_state[None]))[0]
+        if explore:  # without exploration the generator is not drawn from, so evaluation changes nothing
+            mu = mu + self.noise_sigma * torch.randn(N_KNOWLEDGE, generator=self.generator)
+        return self.applied(mu)
+
+    def applied(self, proposal: Tensor) -> Tensor:
+        """Actor output (plus noise) [..., 4] -> the loss weights applied: clipped to [0, 1] (soft), or
+        1 where strictly above the threshold with FinK forced on when all are off (hard). The TD
+        target applies it to the target actor's output too."""
         if not self.config.hard:
             return proposal.clamp(0, 1)
         return force_fink((proposal > self.config.threshold).float())
 
     @single_thread()
     @torch.no_grad()
-    def act(self, raw_state: Tensor, explore: bool) -> Tensor:
-        """[4] loss weights: in [0,1] (soft) or {0,1} (hard); `explore` adds the Gaussian noise."""
-        mu = self.actor(self.encoder(raw_state[None]))[0]
-        if explore:  # without exploration the generator is not drawn from, so evaluation changes nothing
-            mu = mu + self.noise_sigma * torch.randn(N_KNOWLEDGE, generator=self.generator)
-        return self._weights(mu)
-
-    def exploration_reward(self, action: Tensor) -> float:
-        """Bonus for trying something new this episode [paper]; the forms are [ours].
-
-        Soft: + beta_e * (1 - cos(a_k, a_{k-1})), 0 in the first phase (a zero
-        vector counts as cos 0). Hard: - beta_e * repeats / phases so far, where
-        repeats counts the earlier phases of this episode that took exactly
-        this action, 0 in the first phase. Reads the history, changes nothing.
-        """
-        if not self.history:
-            return 0.0
-        beta = self.config.explore_weight
-        if self.config.hard:
-            repeats = sum(torch.equal(action, past) for past in self.history)
-            return -beta * repeats / len(self.history)
-        previous = self.history[-1]
-        cos = (action @ previous) / (action.norm() * previous.norm()).clamp(min=1e-8)
-        return beta * (1.0 - cos.item())
-
-    @single_thread()
-    @torch.no_grad()
     def q_value(self, raw_state: Tensor, action: Tensor) -> float:
-        """Q_phi(s, a) of one raw state [Hs+Ht+1] and action [4]."""
+        """Q_phi(s, a) of one raw state [Hs+Ht+1] and action [4] (logged, not learned from)."""
         return self.critic(self.encoder(raw_state[None]), action[None]).item()
+
+    # ---- a phase closes: the reward, the replay buffer, the updates -----------------------------
 
     @single_thread()
     def observe(self, raw_state: Tensor, action: Tensor, task_reward: float, next_raw_state: Tensor,
                 done: bool, phase: int = 0) -> dict:
-        """Store a phase's transition (its exploration reward computed here), run config.updates_per_phase updates.
+        """method.md, KSM, "Multi-phase training": store a phase's transition (its exploration reward
+        computed here), then run config.updates_per_phase updates.
 
         `task_reward` is the raw decrease of the gold loss in phase `phase` (its
         index within the episode). Returns the paper's reward (task + exploration)
@@ -268,16 +264,37 @@ class KnowledgeSelectionAgent(nn.Module):
         self.buffer = {k: torch.cat([v, new[k][None].float()])[-self.config.buffer_size:]
                        for k, v in self.buffer.items()}
         rewards, baseline, scale = self.learned_rewards()
-        critic_losses, actor_losses = zip(*(self._update(rewards) for _ in range(self.config.updates_per_phase)))
+        losses = [self.update(self.minibatch(), rewards) for _ in range(self.config.updates_per_phase)]
+        critic_losses, actor_losses = zip(*losses)
         return {"reward_task": float(task_reward), "reward_explore": explore, "reward": float(task_reward) + explore,
                 "reward_baseline": baseline[-1].item(), "reward_scale": scale, "reward_learned": rewards[-1].item(),
                 "q": q,
                 "critic_loss": sum(critic_losses) / len(critic_losses),
                 "actor_loss": sum(actor_losses) / len(actor_losses)}
 
+    def exploration_reward(self, action: Tensor) -> float:
+        """method.md, KSM, "Exploration reward": a bonus for trying something new this episode
+        [paper]; the forms are [ours].
+
+        Soft: + beta_e * (1 - cos(a_k, a_{k-1})), 0 in the first phase (a zero
+        vector counts as cos 0). Hard: - beta_e * repeats / phases so far, where
+        repeats counts the earlier phases of this episode that took exactly
+        this action, 0 in the first phase. Reads the history, changes nothing.
+        """
+        if not self.history:
+            return 0.0
+        beta = self.config.explore_weight
+        if self.config.hard:
+            repeats = sum(torch.equal(action, past) for past in self.history)
+            return -beta * repeats / len(self.history)
+        previous = self.history[-1]
+        cos = (action @ previous) / (action.norm() * previous.norm()).clamp(min=1e-8)
+        return beta * (1.0 - cos.item())
+
     def learned_rewards(self) -> tuple[Tensor, Tensor, float]:
-        """What the agent learns from, for every transition in the buffer: (rewards [N], the phase
-        baselines subtracted [N], the scale divided by); (task - baseline) / scale + exploration."""
+        """method.md, KSM, "Reward", with the phase baseline of the module docstring: what the agent
+        learns from, for every transition in the buffer, recomputed at every phase end: (rewards [N],
+        the phase baselines subtracted [N], the scale divided by); (task - baseline) / scale + exploration."""
         task, phase = self.buffer["reward_task"], self.buffer["phase"].long()
         baseline, scale = torch.zeros_like(task), 1.0
         if self.config.reward_baseline == "phase":
@@ -287,36 +304,49 @@ class KnowledgeSelectionAgent(nn.Module):
             scale = (task - baseline).square().mean().sqrt().clamp(min=1e-8).item()
         return (task - baseline) / scale + self.buffer["reward_explore"], baseline, scale
 
-    def _update(self, rewards: Tensor) -> tuple[float, float]:
-        """One critic step (TD), one actor step (deterministic policy gradient), one soft target update."""
-        c = self.config
-        idx = torch.randint(len(rewards), (c.replay_batch,), generator=self.generator)
+    def minibatch(self) -> Tensor:
+        """[replay_batch] buffer indices, drawn with replacement from the agent's own generator."""
+        return torch.randint(len(self.buffer["done"]), (self.config.replay_batch,), generator=self.generator)
+
+    def update(self, idx: Tensor, rewards: Tensor) -> tuple[float, float]:
+        """One DDPG update on the minibatch `idx` of the buffer, whose learned rewards are `rewards`
+        [N]: a critic step (method.md, KSM, "Critic"), an actor step ("Actor"), a soft target update.
+        Returns (critic loss, actor loss)."""
         raw, action, raw_next, done = (self.buffer[k][idx] for k in ("state", "action", "next_state", "done"))
-        reward = rewards[idx]
-        with torch.no_grad():
-            state_next = self.target_encoder(raw_next)
-            action_next = self._weights(self.target_actor(state_next))  # the action the target policy applies
-            target = reward + c.gamma * (1 - done) * self.target_critic(state_next, action_next)
+        target = self.td_target(rewards[idx], raw_next, done)
         critic_loss = F.mse_loss(self.critic(self.encoder(raw), action), target)
         self.critic_opt.zero_grad()  # also clears what the previous actor step left in the critic
         critic_loss.backward()
-        self.critic_opt.step()
+        self.critic_opt.step()  # the critic and the encoders N_S, N_T, with coupled L2
 
-        state = self.encoder(raw).detach()  # the actor's loss must not train the encoders
-        actor_loss = -self.critic(state, self.actor(state)).mean()
+        state = self.encoder(raw).detach()  # the encoders as the critic step left them; the actor must not train them
+        actor_loss = -self.critic(state, self.actor(state)).mean()  # mu's raw sigmoid output, not applied()
         self.actor_opt.zero_grad()
         actor_loss.backward()
-        self.actor_opt.step()
-
-        with torch.no_grad():
-            for target_net, net in ((self.target_encoder, self.encoder), (self.target_actor, self.actor),
-                                    (self.target_critic, self.critic)):
-                for p_target, p in zip(target_net.parameters(), net.parameters()):
-                    p_target.lerp_(p, c.tau)  # p' <- (1 - tau) p' + tau p
+        self.actor_opt.step()  # the actor only: the gradient this leaves in the critic is never applied
+        self.soft_update_targets()
         return critic_loss.item(), actor_loss.item()
 
+    @torch.no_grad()
+    def td_target(self, reward: Tensor, raw_next: Tensor, done: Tensor) -> Tensor:
+        """[n] y = r + gamma * (1 - done) * Q'(s', w(mu'(s'))), s' = N'(raw s'), all from the target
+        copies; w is applied(): the action the target policy would apply, binary in hard mode."""
+        state_next = self.target_encoder(raw_next)
+        action_next = self.applied(self.target_actor(state_next))
+        return reward + self.config.gamma * (1 - done) * self.target_critic(state_next, action_next)
+
+    @torch.no_grad()
+    def soft_update_targets(self) -> None:
+        """p' <- (1 - tau) p' + tau p for the target encoder, actor and critic [ours]."""
+        for target_net, net in ((self.target_encoder, self.encoder), (self.target_actor, self.actor),
+                                (self.target_critic, self.critic)):
+            for p_target, p in zip(target_net.parameters(), net.parameters()):
+                p_target.lerp_(p, self.config.tau)
+
+    # ---- an episode ends; resuming ----------------------------------------------------------------
+
     def end_episode(self) -> None:
-        """Decay the exploration noise and forget this episode's actions."""
+        """method.md, KSM, "Episodes": decay the exploration noise and forget this episode's actions."""
         self.noise_sigma *= self.config.noise_decay
         self.history = []
 

@@ -1,4 +1,4 @@
-"""The golden trace of PORTING.md: one KD step and one agent update on tiny models, as numbers.
+"""The golden trace of PORTING.md: two KD steps and three agent updates on tiny models, as numbers.
 
 A port (JAX, MLX, another trainer) that computes these numbers from the same weights and
 inputs computes what kd-ref computes. Everything here goes through the library's own
@@ -12,8 +12,12 @@ writes into OUT: teacher/ and student/ (Hugging Face folders), projections.safet
 agent.safetensors (the other trained weights), tensors.safetensors (inputs and every
 intermediate tensor, full precision) and trace.json (scalars, and a checksum of each tensor:
 shape, sum, abs-sum, max-abs, first entries, rounded to 7 significant digits). Dropout is off
-(eval mode) and nothing random is left to the consumer: the minibatch the agent replays is
+(eval mode) and nothing random is left to the consumer: the minibatches the agent replays are
 written out. Deterministic: two runs on one CPU give the same bytes.
+
+The second KD step and the second agent update show the optimizers' betas (a first step from a zero
+state is blind to them); the target networks are moved off the online ones (seeded equal, they would
+hide a TD target taken from the online networks); a ksm-hard update traces the binary path.
 """
 import argparse
 import json
@@ -46,10 +50,15 @@ LENGTHS, VALID = [6, 4, 5, 4], [True, True, True, False]
 LABELS, SCORES = [2, 0, 1, 0], [0.5, -1.25, 2.0, -1.25]  # classification; regression (STS-B form)
 TEMPERATURE = 2.0  # not 1, so that a missing T^2 shows
 ACTION = [0.9, 0.3, 0.6, 0.2]  # (FinK, ResK, FeaK, RelK) as a soft selector chooses it
+ACTION_2 = [0.1, 0.8, 0.2, 0.7]  # the second step's, as a new phase's: its gradient is not the first's
 ATTK_WEIGHT = 0.5
 LR, WEIGHT_DECAY, TOTAL_STEPS, WARMUP, MAX_GRAD_NORM = 1e-2, 0.1, 10, 0.25, 1.0
 PROGRESS = 0.375  # t / T_total of the agent's state
 AGENT = AgentConfig(hidden=7, replay_batch=6)
+# move_targets' seed, chosen among the first few so that the hard TD target forces FinK on for one next
+# state (buffer row 2, in the first minibatch) and no target actor output lies within 0.07 of the
+# threshold, where a port's rounding could flip it; _generate checks both.
+TARGET_SEED = SEED + 37
 # The hand-picked gradient entries a port checks by finite differences (HF names).
 GRAD_ENTRIES = [("classifier.bias", (1,)), ("bert.pooler.dense.weight", (4, 2)),
                 ("bert.encoder.layer.0.attention.self.key.weight", (5, 1)),
@@ -129,41 +138,47 @@ def hf_views(student: Bert, projections) -> dict:
 
 
 def train_step(student, projections, out_t, x, g, tensors: dict, trace: dict) -> None:
-    """One KD step as distill.train_student takes it: weighted losses, backward, clip, AdamW, schedule."""
+    """Two KD steps as distill.train_student takes them: weighted losses, backward, clip, AdamW,
+    schedule. The second takes the same batch with another action (ACTION_2, as at the start of a new
+    phase) from where the first left the weights and AdamW's state. From a zero state AdamW moves each
+    entry by about lr * sign(g) whatever its betas, and on a gradient equal to the first they would
+    cancel again: only a second step on another gradient shows them (`step_2`)."""
     views = hf_views(student, projections)
     params = [*student.parameters(), *projections.parameters()]
     opt, sched = make_optimizer(params, LR, WEIGHT_DECAY, TOTAL_STEPS, WARMUP)
-
-    out_s = student(x["input_ids"], x["attention_mask"], x["token_type_ids"], output_hidden_states=True,
-                    attention_layers=range(1, len(g)))
-    hs = [w(h) for w, h in zip(projections, out_s.hidden_states)]
-    action = torch.tensor(ACTION)
-    weights = applied_weights(action, SimpleNamespace(chooses=True), DistillConfig())
-    total, raw = fused.fused_kd_loss(
-        out_s.logits, out_t.logits, x["labels"], x["valid"], x["attention_mask"], hs,
-        [out_t.hidden_states[l] for l in g], weights, torch.tensor(TEMPERATURE), feak_mode="tokens",
-        regression=False, scores_s=[out_s.scores[i] for i in range(1, len(g))],
-        scores_t=[out_t.scores[l] for l in g[1:]], attk_weight=torch.tensor(ATTK_WEIGHT))
-    trace["weighted_sum"] = {"action": ACTION, "applied": [round7(w) for w in weights.tolist()],
-                             "attk_weight": ATTK_WEIGHT, "raw": [round7(r) for r in raw.tolist()],
-                             "total": round7(total.item())}
-    total.backward()
-    grads = {n: p.grad.chunk(k)[i].clone() for n, (p, i, k) in views.items()}
-    lr = sched.get_last_lr()[0]
-    norm = torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-    clipped = torch.sqrt(sum(p.grad.double().square().sum() for p in params))
-    opt.step()
-    sched.step()
-    after = {n: p.detach().chunk(k)[i].clone() for n, (p, i, k) in views.items()}
-    tensors.update({f"grad.{n}": t for n, t in grads.items()})
-    tensors.update({f"after_step.{n}": p for n, p in after.items()})
-    trace["step"] = {
-        "grad_norm": {n: round7(t.double().norm().item()) for n, t in grads.items()},
-        "total_norm": round7(norm.item()), "clipped_norm": round7(clipped.item()), "lr": round7(lr),
-        "grad_entries": {f"{n}{list(i)}": round7(grads[n][i].item()) for n, i in GRAD_ENTRIES},
-        "after_step": {n: summary(p) for n, p in after.items()},
-        "schedule": schedule(),
-    }
+    for key, suffix, action in (("step", "", ACTION), ("step_2", "_2", ACTION_2)):
+        weights = applied_weights(torch.tensor(action), SimpleNamespace(chooses=True), DistillConfig())
+        out_s = student(x["input_ids"], x["attention_mask"], x["token_type_ids"], output_hidden_states=True,
+                        attention_layers=range(1, len(g)))
+        hs = [w(h) for w, h in zip(projections, out_s.hidden_states)]
+        total, raw = fused.fused_kd_loss(
+            out_s.logits, out_t.logits, x["labels"], x["valid"], x["attention_mask"], hs,
+            [out_t.hidden_states[l] for l in g], weights, torch.tensor(TEMPERATURE), feak_mode="tokens",
+            regression=False, scores_s=[out_s.scores[i] for i in range(1, len(g))],
+            scores_t=[out_t.scores[l] for l in g[1:]], attk_weight=torch.tensor(ATTK_WEIGHT))
+        weighted_sum = {"action": action, "applied": [round7(w) for w in weights.tolist()],
+                        "attk_weight": ATTK_WEIGHT, "raw": [round7(r) for r in raw.tolist()], "total": round7(total.item())}
+        if key == "step":
+            trace["weighted_sum"] = weighted_sum
+        total.backward()
+        grads = {n: p.grad.chunk(k)[i].clone() for n, (p, i, k) in views.items()}
+        lr = sched.get_last_lr()[0]
+        norm = torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+        clipped = torch.sqrt(sum(p.grad.double().square().sum() for p in params))
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        after = {n: p.detach().chunk(k)[i].clone() for n, (p, i, k) in views.items()}
+        tensors.update({f"grad{suffix}.{n}": t for n, t in grads.items()})
+        tensors.update({f"after_step{suffix}.{n}": p for n, p in after.items()})
+        trace[key] = {
+            **({"weighted_sum": weighted_sum} if key == "step_2" else {}),
+            "grad_norm": {n: round7(t.double().norm().item()) for n, t in grads.items()},
+            "total_norm": round7(norm.item()), "clipped_norm": round7(clipped.item()), "lr": round7(lr),
+            "grad_entries": {f"{n}{list(i)}": round7(grads[n][i].item()) for n, i in GRAD_ENTRIES},
+            "after_step": {n: summary(p) for n, p in after.items()},
+        }
+    trace["step"]["schedule"] = schedule()
 
 
 def loop_trace(raw: list[float]) -> dict:
@@ -190,10 +205,14 @@ def schedule() -> list[float]:
 
 
 def agent_trace(out_s, out_t, x, tensors: dict, trace: dict, agent_file: Path) -> None:
-    """The KSM: its seeded weights, a state, act and Q, the exploration rewards, one update."""
+    """The KSM: its weights, a state, act and Q, the exploration rewards, and three updates: two of a
+    ksm-soft agent (the second shows Adam's betas, as train_step's second step does) and one of a
+    ksm-hard agent (binary actions, a thresholded TD target)."""
     s_dim, t_dim = STUDENT.hidden_size, TEACHER.hidden_size
     agent = KnowledgeSelectionAgent(s_dim, t_dim, AGENT, seed=SEED)
     hard = KnowledgeSelectionAgent(s_dim, t_dim, replace(AGENT, hard=True), seed=SEED)
+    for a in (agent, hard):
+        move_targets(a, torch.Generator().manual_seed(TARGET_SEED))
     safetensors.torch.save_file({k: v.contiguous() for k, v in agent.state_dict()["networks"].items()}, agent_file)
     state = KnowledgeSelectionAgent.raw_state(out_s.hidden_states[-1][:, 0], out_t.hidden_states[-1][:, 0],
                                               PROGRESS, x["valid"])
@@ -204,7 +223,7 @@ def agent_trace(out_s, out_t, x, tensors: dict, trace: dict, agent_file: Path) -
          "q": round7(agent.q_value(state, action)), "q_at_ones": round7(agent.q_value(state, torch.ones(4))),
          "hard_action": hard.act(state, explore=False).tolist(),
          "hard_thresholded": {"proposals": [[round7(v) for v in row] for row in proposals.tolist()],
-                              "applied": hard._weights(proposals).tolist()}}
+                              "applied": hard.applied(proposals).tolist()}}
     soft_history = [torch.tensor([0.2, 0.9, 0.4, 0.7]), torch.tensor([0.6, 0.1, 0.8, 0.3])]
     agent.history = soft_history
     hard.history = [torch.tensor(h) for h in ([1.0, 0, 1, 0], [0.0, 1, 1, 1], [1.0, 0, 1, 0])]
@@ -213,31 +232,62 @@ def agent_trace(out_s, out_t, x, tensors: dict, trace: dict, agent_file: Path) -
                     "hard_history": [h.tolist() for h in hard.history], "hard_action": [1.0, 0, 1, 0],
                     "hard": round7(hard.exploration_reward(torch.tensor([1.0, 0, 1, 0])))}
     agent.history = hard.history = []
-    t["update"] = agent_update(agent, s_dim + t_dim + 1, tensors)
+    agent.buffer = replay_buffer(s_dim + t_dim + 1)
+    hard.buffer = {**agent.buffer, "action": hard.applied(agent.buffer["action"])}  # binary, as ksm-hard stores
+    rewards = agent.learned_rewards()[0]  # (rewards, baselines, scale); the same for both: no action in it
+    tensors.update({f"replay.{k}": v for k, v in agent.buffer.items()})
+    tensors["replay.learned_reward"], tensors["replay_hard.action"] = rewards, hard.buffer["action"]
+    t["update"] = {"learned_reward": [round7(r) for r in rewards.tolist()],
+                   **agent_update(agent, rewards, "", tensors)}
+    t["update_2"] = agent_update(agent, rewards, "_2", tensors)
+    with torch.no_grad():  # the target actor before the update moves it
+        mu_next = hard.target_actor(hard.target_encoder(hard.buffer["next_state"]))
+    t["update_hard"] = agent_update(hard, rewards, "_hard", tensors)
+    all_off = ~(mu_next > AGENT.threshold).any(-1)
+    if not all_off[t["update_hard"]["index"]].any() or (mu_next - AGENT.threshold).abs().min() < 0.05:
+        raise AssertionError("TARGET_SEED must make the hard TD target force FinK on, with a margin")
     trace["agent"] = t
 
 
-def agent_update(agent: KnowledgeSelectionAgent, raw_dim: int, tensors: dict) -> dict:
-    """One critic step, one actor step and one soft target update on a written-out replay minibatch."""
+def move_targets(agent: KnowledgeSelectionAgent, gen: torch.Generator) -> None:
+    """Move every target parameter off its online copy by N(0, 0.5^2) noise, as targets stand after
+    some learning. Seeded equal to the online networks, they would let a port that takes the TD target
+    from the online networks pass; noise of order one also spreads the target actor's output, so the
+    hard TD target has entries on both sides of the threshold and a next state with FinK forced on."""
+    with torch.no_grad():
+        for net in (agent.target_encoder, agent.target_actor, agent.target_critic):
+            for p in net.parameters():
+                p.add_(0.5 * torch.randn(p.shape, generator=gen))
+
+
+def replay_buffer(raw_dim: int) -> dict:
+    """Five transitions over three phase indices, the last one done."""
     gen = torch.Generator().manual_seed(SEED + 1)
     n = 5
-    agent.buffer = {"state": torch.randn(n, raw_dim, generator=gen), "action": torch.rand(n, 4, generator=gen),
-                    "reward_task": torch.randn(n, generator=gen), "reward_explore": 0.1 * torch.rand(n, generator=gen),
-                    "phase": torch.tensor([0.0, 1, 0, 1, 2]), "next_state": torch.randn(n, raw_dim, generator=gen),
-                    "done": torch.tensor([0.0, 0, 0, 0, 1])}
-    rewards = agent.learned_rewards()[0]  # (rewards, baselines, scale)
-    draw = torch.Generator()
-    draw.set_state(agent.generator.get_state())  # the same draw _update makes: the minibatch, written out
-    index = torch.randint(n, (AGENT.replay_batch,), generator=draw)
-    critic_loss, actor_loss = agent._update(rewards)
-    tensors.update({f"replay.{k}": v for k, v in agent.buffer.items()})
-    tensors["replay.learned_reward"], tensors["replay.index"] = rewards, index
+    return {"state": torch.randn(n, raw_dim, generator=gen), "action": torch.rand(n, 4, generator=gen),
+            "reward_task": torch.randn(n, generator=gen), "reward_explore": 0.1 * torch.rand(n, generator=gen),
+            "phase": torch.tensor([0.0, 1, 0, 1, 2]), "next_state": torch.randn(n, raw_dim, generator=gen),
+            "done": torch.tensor([0.0, 0, 0, 0, 1])}
+
+
+def agent_update(agent: KnowledgeSelectionAgent, rewards, suffix: str, tensors: dict) -> dict:
+    """One iteration of the agent's updates_per_phase on its buffer: the minibatch it draws (written
+    out), the TD target and the action of the target policy in it, then the critic step, the actor
+    step and the soft target update, with the gradients they took and every network after them."""
+    index = agent.minibatch()
+    next_state = agent.buffer["next_state"][index]
+    with torch.no_grad():
+        td_action = agent.applied(agent.target_actor(agent.target_encoder(next_state)))
+    td_target = agent.td_target(rewards[index], next_state, agent.buffer["done"][index])
+    critic_loss, actor_loss = agent.update(index, rewards)
     after = {k: v.detach().clone() for k, v in agent.state_dict()["networks"].items()}
     grads = {f"{part}.{k}": p.grad.clone() for part in ("encoder", "actor")
              for k, p in getattr(agent, part).named_parameters()}
-    tensors.update({f"agent_after.{k}": v for k, v in after.items()})
-    tensors.update({f"agent_grad.{k}": v for k, v in grads.items()})
-    return {"learned_reward": [round7(r) for r in rewards.tolist()], "index": index.tolist(),
+    tensors[f"replay.index{suffix}"] = index
+    tensors.update({f"agent_after{suffix}.{k}": v for k, v in after.items()})
+    tensors.update({f"agent_grad{suffix}.{k}": v for k, v in grads.items()})
+    return {"index": index.tolist(), "td_action": [[round7(v) for v in row] for row in td_action.tolist()],
+            "td_target": [round7(y) for y in td_target.tolist()],
             "critic_loss": round7(critic_loss), "actor_loss": round7(actor_loss),
             "grad_norm": {k: round7(v.double().norm().item()) for k, v in grads.items()},
             "networks_after": {k: summary(v) for k, v in after.items()}}

@@ -5,9 +5,10 @@ names, no fused q/k/v), the way a porter would: if this matches the trace to 1e-
 follows PORTING.md can be checked the same way. tests/test_golden.py runs it against the trace
 that `python -m kd_ref.golden OUT` writes. No torch here.
 
-Covered: the BERT forward, every loss and the weighted sum, the schedule, clipping and the AdamW
-step (from the traced gradients, which finite differences of `step_loss` check), and the agent:
-state, act, Q, exploration and learned rewards, and one update with a hand-written backward.
+Covered: the BERT forward, every loss and the weighted sum, the schedule, clipping and two AdamW
+steps (from the traced gradients, which finite differences of `step_loss` check), and the agent:
+state, act, Q, exploration and learned rewards, and its updates (two soft, one hard) with a
+hand-written backward.
 """
 import json
 import math
@@ -17,6 +18,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 N_KNOWLEDGE = 4
+BETAS = (0.9, 0.999)  # Adam's and AdamW's, for the student and the agent alike
 FP32_MIN = float(np.finfo(np.float32).min)  # the additive mask value: finite, so no NaN on an all-padding row
 
 
@@ -182,9 +184,10 @@ def applied(action):
 
 # ---- one training step ------------------------------------------------------------------------
 
-def step_loss(d, student):
+def step_loss(d, student, weighted_sum=None):
     """The traced step's total loss with the student weights `student` (HF names plus projections.*):
-    a function of the weights alone, for finite differences."""
+    a function of the weights alone, for finite differences. `weighted_sum`: the trace entry with the
+    step's action and AttK weight (default: the first step's)."""
     tr, x = d["trace"], d["tensors"]
     ids, types, mask = x["input.input_ids"], x["input.token_type_ids"], x["input.attention_mask"]
     valid = x["input.valid"].astype(bool)
@@ -196,7 +199,7 @@ def step_loss(d, student):
     real = mask * valid[:, None]
     raw = [fink(z_s, x["input.labels"], valid), resk(z_s, z_t, valid, tr["temperature"]),
            feak(hs[1:], ht[1:], real), relk(hs, ht, real)]
-    ws = tr["weighted_sum"]
+    ws = weighted_sum or tr["weighted_sum"]
     return float(applied(ws["action"]) @ raw) + ws["attk_weight"] * attk(s_s, [s_t[l - 1] for l in g[1:]], real)
 
 
@@ -229,10 +232,14 @@ def clip(grads, max_norm):
     return norm, {k: g * scale for k, g in grads.items()}
 
 
-def adamw_first_step(p, g, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8):
-    """AdamW from a zero state (step 1): decoupled decay p (1 - lr wd), then the bias-corrected Adam step."""
-    m, v = (1 - betas[0]) * g, (1 - betas[1]) * g ** 2
-    return p * (1 - lr * weight_decay) - lr * (m / (1 - betas[0])) / (np.sqrt(v / (1 - betas[1])) + eps)
+def adamw(p, grads, lrs, weight_decay, eps=1e-8):
+    """AdamW from a zero state, one step per (clipped) gradient in `grads` at the learning rates `lrs`:
+    decoupled decay p (1 - lr wd), then the bias-corrected Adam step."""
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
+        m, v = BETAS[0] * m + (1 - BETAS[0]) * g, BETAS[1] * v + (1 - BETAS[1]) * g ** 2
+        p = p * (1 - lr * weight_decay) - lr * (m / (1 - BETAS[0] ** t)) / (np.sqrt(v / (1 - BETAS[1] ** t)) + eps)
+    return p
 
 
 def decays(p):
@@ -276,6 +283,7 @@ class Agent:
     def __init__(self, weights, config, student_dim):
         self.w = {k: v.copy() for k, v in weights.items()}  # updates must not touch the caller's arrays
         self.config, self.student_dim = config, student_dim
+        self.moments = {}  # parameter name -> (step, m, v): Adam's state, kept across updates
 
     def net(self, name, prefix=""):
         return layers_of(self.w, prefix + name, self.NETS[name])
@@ -306,13 +314,22 @@ class Agent:
     def act(self, raw):
         return self.weights(self.mu(self.encode(raw[None])[0])[0])[0]
 
-    def update(self, raw, action, reward, raw_next, done):
-        """One critic step, one actor step, one soft target update on this minibatch. Returns
-        (critic loss, actor loss, gradients of the encoder and of the actor, by name)."""
-        c = self.config
+    def td_target(self, reward, raw_next, done):
+        """(y = r + gamma (1 - done) Q'(s', w(mu'(s'))), w(mu'(s'))), s' = N'(raw s'), all from the targets."""
         s_next = self.encode(raw_next, "target_")[0]
-        a_next = self.weights(self.mu(s_next, "target_")[0])
-        y = reward + c["gamma"] * (1 - done) * self.q(s_next, a_next, "target_")[0]
+        a_next = self.target_action(s_next)
+        return reward + self.config["gamma"] * (1 - done) * self.q(s_next, a_next, "target_")[0], a_next
+
+    def target_action(self, s_next):
+        """The action the target actor would apply: clipped (soft), thresholded with FinK forced (hard)."""
+        return self.weights(self.mu(s_next, "target_")[0])
+
+    def update(self, raw, action, reward, raw_next, done):
+        """One critic step, one actor step, one soft target update on this minibatch. Returns a dict:
+        the TD target and the target action in it, the critic and actor losses, the gradients of the
+        encoder and of the actor by name."""
+        c = self.config
+        y, a_next = self.td_target(reward, raw_next, done)
         state, (cs, ct) = self.encode(raw)
         q, cq = self.q(state, action)
         critic_loss = ((q - y) ** 2).mean()
@@ -331,21 +348,28 @@ class Agent:
         d_z = d_in[:, -N_KNOWLEDGE:] * mu * (1 - mu)
         actor_grads = self.named("actor.0", mlp_backward(self.net("actor.0"), ca, d_z)[0])
         self.adam(actor_grads, c["lr_actor"], 0.0)
-        for k in [k for k in self.w if not k.startswith("target_")]:
-            self.w["target_" + k] += c["tau"] * (self.w[k] - self.w["target_" + k])
+        self.soft_update()
         encoder = {k: v for k, v in grads.items() if k.startswith("encoder.")}
-        return critic_loss, actor_loss, {**encoder, **actor_grads}
+        return {"td_target": y, "td_action": a_next, "critic_loss": critic_loss, "actor_loss": actor_loss,
+                "grad": {**encoder, **actor_grads}}
+
+    def soft_update(self):
+        """p' <- p' + tau (p - p') for every network."""
+        for k in [k for k in self.w if not k.startswith("target_")]:
+            self.w["target_" + k] += self.config["tau"] * (self.w[k] - self.w["target_" + k])
 
     def named(self, name, grads):
         return {f"{name}.{i}.{part}": g for i, (dw, db) in zip(self.NETS[name], grads)
                 for part, g in (("weight", dw), ("bias", db))}
 
-    def adam(self, grads, lr, l2, betas=(0.9, 0.999), eps=1e-8):
-        """Adam's first step with coupled L2 (the decay added to the gradient, biases included)."""
+    def adam(self, grads, lr, l2, eps=1e-8):
+        """One Adam step with coupled L2 (the decay added to the gradient, biases included)."""
         for k, g in grads.items():
             g = g + l2 * self.w[k]
-            m, v = (1 - betas[0]) * g, (1 - betas[1]) * g ** 2
-            self.w[k] = self.w[k] - lr * (m / (1 - betas[0])) / (np.sqrt(v / (1 - betas[1])) + eps)
+            t, m, v = self.moments.get(k, (0, 0.0, 0.0))
+            t, m, v = t + 1, BETAS[0] * m + (1 - BETAS[0]) * g, BETAS[1] * v + (1 - BETAS[1]) * g ** 2
+            self.moments[k] = (t, m, v)
+            self.w[k] = self.w[k] - lr * (m / (1 - BETAS[0] ** t)) / (np.sqrt(v / (1 - BETAS[1] ** t)) + eps)
 
 
 def raw_state(s_last, t_last, valid, progress):
