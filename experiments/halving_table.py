@@ -1,6 +1,6 @@
 """Does halving's proxy rank the subsets as whole runs do? (issue 27, part 2)
 
-    python experiments/halving_table.py experiments/logs/halving/mrpc experiments/logs/subsets/mrpc
+    python experiments/halving_table.py experiments/logs/halving/TASK experiments/logs/subsets/TASK
 
 Reads the halving runs (run.py --method halving, log.jsonl's "search" lines: every proxy run's subset,
 rung and score on the reward split) of the first folder, and the whole runs of every fixed subset
