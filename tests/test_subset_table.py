@@ -18,7 +18,7 @@ def fake_run(folder: Path, subset: str, seed: int, holdout: float, dev: float):
         "task": "mrpc", "method": f"subset-{subset}", "seed": seed, "main_metric": "f1", "dev": {"f1": dev},
         "holdout": {"f1": holdout}, "holdout_rows": 367, "teacher_dev": {"f1": 0.9}}))
     weights = [float(d) for d in subset]
-    (run / "log.jsonl").write_text(json.dumps({"event": "phase", "run": "final", "phase": 0, "action": weights}) + "\n")
+    (run / "log.jsonl").write_text(json.dumps({"event": "phase", "run": "final", "phase": 0, "action": weights, "dev": {"f1": dev}}) + "\n")
 
 
 def test_the_choice_is_made_on_held_out_rows_and_judged_on_dev(tmp_path):
@@ -67,11 +67,11 @@ def test_held_out_loss_and_truncated_runs_rank_the_subsets(tmp_path):
             m = json.loads(metrics.read_text())
             m["holdout"]["loss"] = d  # a higher loss where dev is higher: ranks against dev
             metrics.write_text(json.dumps(m))
-            phases = [{"event": "phase", "run": "final", "phase": p, "action": [1.0] * 4,
+            phases = [{"event": "phase", "run": "final", "phase": p, "action": [1.0] * 4, "dev": {"f1": d},
                        "holdout": {"f1": (1 - d) if p == 0 else d, "loss": 1 - d}} for p in range(2)]
             (metrics.parent / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in phases))
     text = "\n".join(task_table(tmp_path))
     assert "| held-out f1 | held-out loss | dev f1 |" in text
     assert "| subset-0111 | 0 1 1 1 | 84.00 ± 0.00 | 0.8400 ± 0.0000 | 84.00 ± 0.00 |" in text
     assert "By minus the held-out gold loss instead: -1.00." in text
-    assert "| 1 | 2 | -1.00 | 1.00 |" in text and "| 2 | 2 | 1.00 | 1.00 |" in text
+    assert "| 1 | 2 | 1.00 | -1.00 | 1.00 |" in text and "| 2 | 2 | 1.00 | 1.00 | 1.00 |" in text
