@@ -148,6 +148,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
         metrics = json.loads((run_dir / "metrics.json").read_text())
         print(f"{method} seed {seed}: finished earlier, reusing {run_dir} (--resume)")
         return {"method": method, "seed": seed, "dev": metrics["dev"], "wall_s": sum(metrics["wall_s"].values())}
+    cpu0 = time.process_time()  # CPU seconds: a cost that other processes on the machine do not inflate
     torch.manual_seed(seed)
     student = build_student(teacher, args.student_layers, args.student_hidden, args.student_init, g).to(device)
     if args.compile:
@@ -212,7 +213,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
                **({} if holdout_metrics is None else {"holdout": holdout_metrics, "holdout_rows": len(holdout)}),
                "main_metric": task.main_metric, "reward_split": reward_note(args),
                "params": {"teacher": count(teacher), "student": count(student), "projections": count(projections)},
-               "wall_s": times, "resumed_from": resume["meta"] if resume else None, "processes": distributed.world()}
+               "wall_s": times, "cpu_s": time.process_time() - cpu0,
+               "resumed_from": resume["meta"] if resume else None, "processes": distributed.world()}
     write_report(run_dir / "log.jsonl", run_dir / "report.svg", title=f"{task.name} {method} seed {seed}",
                  metric=task.main_metric, teacher_score=teacher_dev[task.main_metric])
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks the run finished
