@@ -7,7 +7,7 @@ rung and score on the reward split) of the first folder, and the whole runs of e
 (experiments/subsets.sh, made with --holdout) of the second. Prints, per rung, Spearman's rho over the
 rung's subsets between the proxy scores (mean over seeds) and the whole runs' held-out and dev means;
 each seed's winner and the whole-run dev score of that subset; and halving's own dev score and wall
-time against the control (subset-1111) paired by seed. The issue's bar: rho at least 0.6 on rung 0.
+time (CPU seconds where logged) against the control (subset-1111) paired by seed. The issue's bar: rho at least 0.6 on rung 0.
 """
 import json
 import statistics
@@ -24,6 +24,12 @@ CONTROL = "subset-1111"
 
 def search_lines(run_dir: Path) -> list[dict]:
     return [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if r.get("event") == "search"]
+
+
+def spent(metrics: dict) -> float:
+    """A run's cost: its CPU seconds where it logged them (runs sharing the machine do not inflate them),
+    else its wall time."""
+    return metrics.get("cpu_s") or sum(metrics["wall_s"].values())
 
 
 def halving_table(halving: Path, subsets: Path) -> list[str]:
@@ -54,13 +60,13 @@ def halving_table(halving: Path, subsets: Path) -> list[str]:
         out.append(f"| {rung} | {len(names)} | {share:.3f} | {rhos[0]} | {rhos[1]} |")
     control = {m["seed"]: m for m in whole if m["method"] == CONTROL}
     out += ["", f"| seed | winner | winner's whole-run dev {main} (mean) | halving dev {main} | control dev {main} | "
-            "halving / control wall time |", "|---|---|---|---|---|---|"]
+            "halving / control cost (CPU s, else wall) |", "|---|---|---|---|---|---|"]
     diffs, costs = [], []
     for seed in seeds:
         winner = "subset-" + search[seed][-1]["winner"]
         c = control.get(seed)
         dev = runs[seed]["dev"][main]
-        cost = sum(runs[seed]["wall_s"].values()) / sum(c["wall_s"].values()) if c else None
+        cost = spent(runs[seed]) / spent(c) if c else None
         if c:
             diffs.append(dev - c["dev"][main])
             costs.append(cost)
@@ -69,7 +75,7 @@ def halving_table(halving: Path, subsets: Path) -> list[str]:
                    f"{control_dev} | {'' if cost is None else f'{cost:.2f}x'} |")
     if diffs:
         out += ["", f"halving against the control, paired by seed: {signed(diffs)}, {paired_test(diffs)}; "
-                f"wall time {statistics.mean(costs):.2f}x the control's (mean)."]
+                f"cost {statistics.mean(costs):.2f}x the control's (mean)."]
     return out + [""]
 
 

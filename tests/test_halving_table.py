@@ -31,4 +31,4 @@ def test_rho_per_rung_winner_and_cost(tmp_path):
     text = "\n".join(module["halving_table"](tmp_path / "halving", tmp_path / "subsets"))
     assert "| 0 | 4 | 0.030 | 1.00 | 1.00 |" in text and "| 1 | 2 | 0.060 | - | - |" in text
     assert "| 1 | subset-1111 | 80.00 | 81.00 | 80.00 | 2.50x |" in text
-    assert "+1.50 ± 0.71 (2/2 ahead), t(1) = 3.00, sign p = 0.50; wall time 2.50x" in text
+    assert "+1.50 ± 0.71 (2/2 ahead), t(1) = 3.00, sign p = 0.50; cost 2.50x" in text
