@@ -44,20 +44,22 @@ def halving_table(halving: Path, subsets: Path) -> list[str]:
     search = {seed: search_lines(halving / f"halving-s{seed}") for seed in seeds}
     out = [f"### {whole[0]['task']}: halving's proxies against whole runs ({main}; halving seeds "
            f"{','.join(map(str, seeds))}; whole runs: {len(whole)})", "",
-           "| rung | subsets | share of rows | rho with whole-run held-out means | rho with whole-run dev means |",
-           "|---|---|---|---|---|"]
+           "| rung | subsets | share of rows | rho with whole-run held-out means | rho with whole-run dev means | "
+           "the same by minus the proxies' gold loss |", "|---|---|---|---|---|---|"]
     for rung in sorted({r["rung"] for lines in search.values() for r in lines}):
-        scores = {}  # subset -> proxy scores over the seeds where it reached this rung
+        proxies = {}  # subset -> this rung's proxy runs over the seeds where it reached the rung
         for lines in search.values():
             for r in lines:
                 if r["rung"] == rung:
-                    scores.setdefault("subset-" + r["subset"], []).append(r["score"])
-        names = sorted(scores)
-        proxy = [statistics.mean(scores[s]) for s in names]
+                    proxies.setdefault("subset-" + r["subset"], []).append(r)
+        names = sorted(proxies)
         share = next(r["fraction"] for lines in search.values() for r in lines if r["rung"] == rung)
-        rhos = [f"{spearman(proxy, [whole_mean[split][s] for s in names]):.2f}" if len(names) > 2 else "-"
-                for split in ("holdout", "dev")]
-        out.append(f"| {rung} | {len(names)} | {share:.3f} | {rhos[0]} | {rhos[1]} |")
+
+        def rho(key, sign, split):
+            proxy = [sign * statistics.mean(r[key] for r in proxies[s]) for s in names]
+            return f"{spearman(proxy, [whole_mean[split][s] for s in names]):.2f}" if len(names) > 2 else "-"
+        out.append(f"| {rung} | {len(names)} | {share:.3f} | {rho(main, 1, 'holdout')} | {rho(main, 1, 'dev')} | "
+                   f"{rho('loss', -1, 'holdout')}, {rho('loss', -1, 'dev')} |")
     control = {m["seed"]: m for m in whole if m["method"] == CONTROL}
     out += ["", f"| seed | winner | winner's whole-run dev {main} (mean) | halving dev {main} | control dev {main} | "
             "halving / control cost (CPU s, else wall) |", "|---|---|---|---|---|---|"]

@@ -23,12 +23,12 @@ def test_rho_per_rung_winner_and_cost(tmp_path):
         for s, d in whole.items():
             write_run(tmp_path / "subsets", f"subset-{s}", seed, d, 100.0, [])
         # rung 0 ranks 0111 > 1111 > 0100 > 1000 as the whole runs do; rung 1 reverses its two
-        search = [{"event": "search", "rung": 0, "subset": s, "fraction": 0.03, "score": d}
+        search = [{"event": "search", "rung": 0, "subset": s, "fraction": 0.03, "score": d, "f1": d, "loss": d}
                   for s, d in whole.items()]
-        search += [{"event": "search", "rung": 1, "subset": s, "fraction": 0.06, "score": d, **extra}
+        search += [{"event": "search", "rung": 1, "subset": s, "fraction": 0.06, "score": d, "f1": d, "loss": d, **extra}
                    for s, d, extra in (("0111", 0.5, {}), ("1111", 0.6, {"winner": "1111"}))]
         write_run(tmp_path / "halving", "halving", seed, 0.80 + 0.01 * seed, 250.0, search)
     text = "\n".join(module["halving_table"](tmp_path / "halving", tmp_path / "subsets"))
-    assert "| 0 | 4 | 0.030 | 1.00 | 1.00 |" in text and "| 1 | 2 | 0.060 | - | - |" in text
+    assert "| 0 | 4 | 0.030 | 1.00 | 1.00 | -1.00, -1.00 |" in text and "| 1 | 2 | 0.060 | - | - | -, - |" in text
     assert "| 1 | subset-1111 | 80.00 | 81.00 | 80.00 | 2.50x |" in text
     assert "+1.50 ± 0.71 (2/2 ahead), t(1) = 3.00, sign p = 0.50; cost 2.50x" in text
