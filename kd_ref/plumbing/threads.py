@@ -7,8 +7,8 @@ other holds: two `run.py --demo` at once took 311 s each on 2 cores, one alone
 the cores free at its start: the cores it may run on, less those busy over 0.2 s
 (from /proc/stat, else the load average), less those other kd-ref runs of this
 user have claimed. The claims close the gap of two runs started at once, which
-would each find the machine idle: a run measures and claims under one machine-wide
-lock, holds its claim (an flock on a file named by its pid) while it lives, and the
+would each find the machine idle: a run measures and claims under one lock (per
+user, in the temporary folder), holds its claim (an flock on a file named by its pid) while it lives, and the
 kernel drops it when the run dies, however it dies. Time in niced processes counts
 as free: they yield their core to a run, so its threads do not wait on them.
 
@@ -28,34 +28,50 @@ CLAIMS = Path(tempfile.gettempdir()) / f"kd-ref-threads-{os.getuid()}"
 MEASURE_S = 0.2
 
 
-def usable_cores() -> int:
+def affinity() -> set[int]:
     """The cores this process may run on (its affinity mask: taskset, cgroups' cpusets)."""
     try:
-        return len(os.sched_getaffinity(0))
+        return os.sched_getaffinity(0)
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        return set(range(os.cpu_count() or 1))
 
 
-def cpu_times() -> tuple[float, float] | None:
-    """(busy, total) jiffies of all cores from /proc/stat's 'cpu' line, or None where there is none.
-    Busy: user, system, irq, softirq and steal time; nice, idle and iowait count as free."""
+def usable_cores() -> int:
+    return len(affinity())
+
+
+def cpu_times(cores: set[int]) -> dict[int, tuple[float, float]] | None:
+    """{core: (busy, total) jiffies} of `cores` from /proc/stat's cpuN lines, or None where there are
+    none. Busy: user, system, irq, softirq and steal time; nice, idle and iowait count as free."""
     try:
-        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError, IndexError):
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
         return None
-    user, nice, system, idle, iowait, irq, softirq, steal = fields + [0.0] * (8 - len(fields))
-    return user + system + irq + softirq + steal, sum(fields)
+    times = {}
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+            values = [float(v) for v in fields[:8]]
+            user, _nice, system, _idle, _iowait, irq, softirq, steal = values + [0.0] * (8 - len(values))
+            times[int(name[3:])] = (user + system + irq + softirq + steal, sum(values))
+    return times or None
 
 
 def busy_cores(seconds: float = MEASURE_S) -> float:
-    """How many cores other processes kept busy over the next `seconds` (this one sleeps meanwhile)."""
-    before = cpu_times()
+    """How many of this process's cores others kept busy over the next `seconds` (it sleeps meanwhile):
+    the cores of its affinity only, so that a container's busy host does not count."""
+    cores = affinity()
+    before = cpu_times(cores)
     if before is None:
         return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     time.sleep(seconds)
-    after = cpu_times()
-    total = after[1] - before[1]
-    return 0.0 if total <= 0 else (after[0] - before[0]) / total * (os.cpu_count() or 1)
+    after = cpu_times(cores) or {}
+    busy = 0.0
+    for core, (busy_after, total_after) in after.items():
+        busy_before, total_before = before.get(core, (busy_after, total_after))
+        if total_after > total_before:
+            busy += (busy_after - busy_before) / (total_after - total_before)
+    return busy
 
 
 def live_claims(folder: Path) -> int:
