@@ -50,7 +50,7 @@ class Parser(argparse.ArgumentParser):
     not argparse's usage block."""
 
     def error(self, message):
-        raise KdError(message.removeprefix("argument ") + " (--help lists the flags)")
+        raise KdError(message.removeprefix("argument "))
 
 
 class HelpFormatter(argparse.HelpFormatter):
