@@ -13,16 +13,18 @@ from kd_ref.plumbing.errors import KdError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def help_text() -> str:
-    return " ".join(run.make_parser().format_help().split())  # one line: argparse wraps wherever it likes
+@pytest.fixture
+def help_text(monkeypatch) -> str:
+    monkeypatch.setenv("COLUMNS", "10000")  # no wrapping
+    return run.make_parser().format_help()
 
 
-def test_every_flag_has_a_help_text_and_shows_its_default_once():
+def test_every_flag_has_a_help_text_and_shows_its_default_once(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "10000")  # one line per flag: argparse wraps words at hyphens
     parser = run.make_parser()
     for action in parser._actions[1:]:  # after --help
         flag = action.option_strings[-1]
-        entry = " ".join(parser._get_formatter()._format_action(action).split())  # this flag's lines of --help
+        entry = parser._get_formatter()._format_action(action)  # this flag's line of --help
         assert action.help, f"{flag} has no help text"
         shown = entry.count("default")
         if action.default is None or action.default is False:
