@@ -189,7 +189,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                 record.update(selector.judge(state, action, record["reward_task"]))
         log(record)
 
-    desc = f"episode {episode + 1} of {episodes}" if learn else f"{run} run"
+    desc = f"{run} run" if not learn else f"episode {episode + 1}" + (f" of {episodes}" if episodes else "")
     with Progress(total - step, desc, after=after) as bar:
         for epoch in range(cfg.epochs):
             if (epoch + 1) * len(first) <= step:
