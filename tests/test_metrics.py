@@ -4,7 +4,7 @@ import scipy.stats
 import sklearn.metrics
 
 from kd_ref.data.glue import TASKS, get_task, read_split
-from kd_ref.data.metrics import accuracy, f1, matthews_corrcoef, pearson, spearman, task_metrics
+from kd_ref.data.metrics import accuracy, chance_score, f1, matthews_corrcoef, pearson, spearman, task_metrics
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -88,3 +88,11 @@ def test_task_metrics_names_and_averages(glue_dir):
     preds = np.where(rng.random(len(cola)) < 0.6, cola, 1 - cola)
     assert task_metrics(get_task("cola"), preds, cola)["mcc"] == pytest.approx(
         sklearn.metrics.matthews_corrcoef(cola, preds), abs=1e-9)
+
+
+def test_chance_is_the_main_metric_of_always_answering_trains_most_common_class():
+    mrpc, stsb = get_task("mrpc"), get_task("stsb")
+    train, dev = np.array([1, 1, 0]), np.array([1, 0, 1, 1])
+    assert chance_score(mrpc, train, dev) == pytest.approx(2 * 3 / (2 * 3 + 1))  # F1 of answering 1: 3 TP, 1 FP
+    assert chance_score(mrpc, np.array([0, 0, 1]), dev) == 0.0  # answering 0: no true positive
+    assert chance_score(stsb, np.array([1.0, 4.0]), np.array([0.5, 3.0, 5.0])) == 0.0  # a constant: no correlation

@@ -1,4 +1,5 @@
-"""Progress: one carriage-return line on a terminal, nothing elsewhere, time from an injected clock."""
+"""Progress: one carriage-return line on a terminal, plain lines now and then elsewhere, time from an
+injected clock."""
 
 import io
 
@@ -77,11 +78,31 @@ def test_reaching_total_is_always_drawn_and_before_any_time_no_rate():
     assert stream.getvalue().endswith("\n")
 
 
-def test_silent_when_not_a_terminal():
+def test_run_eta_counts_the_parts_still_to_come():
+    stream, clock = FakeTty(), FakeClock()
+    bar = Progress(total=100, desc="episode 1 of 4", stream=stream, clock=clock, after=300)
+    clock.now += 10.0
+    bar.update(20)
+    # 2.0 it/s: 80 steps of this part (40 s), then 300 more (150 s)
+    assert screen(stream.getvalue()) == ["episode 1 of 4  20/100  2.0 it/s  ETA 0:00:40  run ETA 0:03:10"]
+
+
+def test_a_file_gets_a_plain_line_every_interval_at_milestones_and_at_the_end():
     stream, clock = io.StringIO(), FakeClock()
-    with Progress(total=5, desc="d", stream=stream, min_interval=0.0, clock=clock) as bar:
-        for _ in range(5):
-            clock.now += 1.0
-            bar.update(loss=0.1)
-    assert stream.getvalue() == ""
-    assert bar.step == 5
+    with Progress(total=10, desc="d", stream=stream, clock=clock, plain_interval=30.0) as bar:
+        for step in range(1, 11):
+            clock.now += 7.0
+            bar.update(loss=0.1, milestone=step == 3)
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    # step 3: a milestone (21 s); step 7: 49 s, 28 s after it, not yet; step 8: 56 s, 35 s after; then the end
+    assert [line.split()[1] for line in lines] == ["3/10", "8/10", "10/10"], lines
+    assert lines[-1] == "d  10/10  loss 0.1  0.1 it/s  ETA 0:00:00"
+
+
+def test_a_milestone_at_the_end_is_not_written_twice():
+    stream, clock = io.StringIO(), FakeClock()
+    with Progress(total=2, desc="d", stream=stream, clock=clock) as bar:
+        clock.now += 1.0
+        bar.update(2, milestone=True)
+    assert len(stream.getvalue().splitlines()) == 1

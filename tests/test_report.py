@@ -45,7 +45,7 @@ def test_full_log(tmp_path):
                 for k in range(8)]
     out = tmp_path / "report.svg"
     log = write_log(tmp_path / "log.jsonl", records)
-    write_report(log, out, "RTE ksm-soft", "accuracy", teacher_score=0.8)
+    write_report(log, out, "RTE ksm-soft", "accuracy", teacher_score=0.8, chance_score=0.45)
     lines = polylines(out)
 
     assert set(lines) == {"dev"} | {f"action {k}" for k in KNOWLEDGE} | {f"episode {k}" for k in KNOWLEDGE}
@@ -69,7 +69,14 @@ def test_full_log(tmp_path):
     (teacher,) = [el for el in root.iter(SVG + "line") if el.get("class") == "teacher"]
     assert teacher.get("stroke-dasharray")
     assert float(teacher.get("y1")) < min(dev_ys)  # the teacher's 0.8 is above every student score
+    (chance,) = [el for el in root.iter(SVG + "line") if el.get("class") == "chance"]
+    assert float(chance.get("y1")) > max(dev_ys)  # the chance score 0.45 is below every student score
+    # equal weights draw on top of each other: each knowledge has its own width and dash pattern
+    styles = {(p.get("stroke-width"), p.get("stroke-dasharray")) for p in root.iter(SVG + "polyline")
+              if (p.get("class") or "").startswith("action ")}
+    assert len(styles) == len(KNOWLEDGE) and len({w for w, _ in styles}) == len(KNOWLEDGE)
     labels = texts(out)
+    assert "chance 0.45" in labels and "wide a1 under thin a4" in labels
     assert "RTE ksm-soft" in labels and "phase" in labels and "episode" in labels
     assert all(f"a{i + 1} {k}" in labels for i, k in enumerate(KNOWLEDGE))
     assert not list(tmp_path.glob("*.tmp"))

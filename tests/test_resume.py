@@ -133,7 +133,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, tmp_path, mo
 
 def test_resume_needs_the_same_flags_and_reuses_finished_runs(tiny, tmp_path):
     run_dir = tmp_path / "ksm-soft-s3"
-    run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1"))
+    run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1", "--keep-checkpoint"))
     metrics = (run_dir / "metrics.json").read_bytes()
     with pytest.raises(KdError, match="already holds a finished run: pass --resume"):
         run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1"))

@@ -395,3 +395,48 @@ def test_halving_never_reads_dev(tiny, halving_tiny, tmp_path):
     assert search_log(tmp_path / "run" / "halving-s1") == search_log(out / "halving-s1")
     trained = lambda d: [(r["action"], r["losses"]) for r in phases(d) if r.get("run") == "final"]
     assert trained(tmp_path / "run" / "halving-s1") == trained(out / "halving-s1")  # and so is the final run
+
+
+@pytest.mark.parametrize("case", ["no teacher", "no data folder", "empty data folder", "bad flag"])
+def test_an_error_before_any_work_leaves_no_output_folder(tiny, tmp_path, case):
+    flags = args(tiny, tmp_path / "out", "--task", "rte")
+    at = lambda flag: flags.index(flag) + 1
+    if case == "no teacher":
+        flags[at("--teacher")] = str(tmp_path / "bert-base")
+        expected = "--teacher .*bert-base: no such folder.*README's first real run"
+    elif case == "no data folder":
+        flags[at("--data-dir")] = str(tmp_path / "glue")
+        expected = "GLUE data directory .*glue .*does not exist"
+    elif case == "empty data folder":
+        (tmp_path / "glue").mkdir()
+        flags[at("--data-dir")] = str(tmp_path / "glue")
+        expected = "glue/RTE/train.tsv: file not found"
+    else:
+        flags += ["--loss-norm", "sometimes"]
+        expected = "^--loss-norm: invalid choice: 'sometimes' \\(choose from 'auto', 'ema', 'none'\\)"
+    with pytest.raises(KdError, match=expected):
+        run.main(flags)
+    assert not (tmp_path / "out").exists()
+
+
+def test_summary_keeps_every_method_and_a_finished_run_keeps_no_checkpoint(tiny, tmp_path, capsys):
+    """Two invocations into one folder: the summary has both methods' rows. checkpoint/ stays only with
+    --keep-checkpoint. Output redirected (capsys: not a terminal), the progress still shows as plain lines."""
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "kd", "--keep-checkpoint"))
+    assert (tmp_path / "kd-s1" / "checkpoint").is_dir()
+    capsys.readouterr()
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "ksm-soft", "--seeds", "2"))
+    assert not (tmp_path / "ksm-soft-s2" / "checkpoint").exists()
+    assert (tmp_path / "ksm-soft-s2" / "metrics.json").is_file() and (tmp_path / "ksm-soft-s2" / "student").is_dir()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {m: s["seeds"] for m, s in summary["methods"].items()} == {"kd": [1], "ksm-soft": [2]}
+    table = (tmp_path / "summary.md").read_text()
+    assert "| kd | 1 |" in table and "| ksm-soft | 1 |" in table
+    err = capsys.readouterr().err.splitlines()
+    # one plain line at each phase end (2 phases) of the episode and of the final run
+    episode = [line for line in err if line.startswith("episode 1 of 1  ")]
+    final = [line for line in err if line.startswith("final run  ")]
+    assert len(episode) == 2 and len(final) == 2, err
+    assert ["phase 1/2" in final[0], "phase 2/2" in final[1]] == [True, True], final
+    # the episode's lines give the whole run's ETA (the final run still to come), the final run's do not
+    assert all("run ETA" in line for line in episode) and not any("run ETA" in line for line in final)

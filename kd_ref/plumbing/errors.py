@@ -20,3 +20,9 @@ def check_flags(config, rules: dict) -> None:
         value = getattr(config, name)
         if value is not None and not ok(value):
             raise KdError(f"--{name.replace('_', '-')} {value}: must be {must}")
+
+
+def one_of(choices: dict) -> dict:
+    """check_flags rules for fields that take one of a few values: field name -> its values."""
+    return {name: (lambda v, values=values: v in values, "one of " + ", ".join(values))
+            for name, values in choices.items()}

@@ -109,6 +109,16 @@ def mean_std(values: list[float]) -> dict:
     return {"mean": float(arr.mean()), "std": std, "n": len(arr)}
 
 
+def finished_runs(out: Path) -> list[dict]:
+    """Every finished run in an output folder (a <method>-s<seed>/ with metrics.json), whichever
+    invocation made it: {method, seed, dev, wall_s}, by folder name."""
+    results = []
+    for path in sorted(out.glob("*-s*/metrics.json")):
+        m = json.loads(path.read_text())
+        results.append({"method": m["method"], "seed": m["seed"], "dev": m["dev"], "wall_s": sum(m["wall_s"].values())})
+    return results
+
+
 def summarise(results: list[dict], teacher_dev: dict) -> tuple[dict, str]:
     """Mean and std of each dev metric per method over seeds: summary.json content and a
     Markdown table."""

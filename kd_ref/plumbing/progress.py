@@ -7,14 +7,19 @@
 
 draws, rewriting the same line with a carriage return,
 
-    distil  120/500  loss 0.431  12.3 it/s  ETA 0:00:30
+    episode 2 of 4  120/500  loss 0.431  12.3 it/s  ETA 0:00:30  run ETA 0:04:10
 
-Only a terminal gets it: when the stream is a file or a pipe (a log, CI) nothing
-is written, so logs hold only what log.jsonl and the printed tables say.
+("run ETA": this part and the parts still to come after it, `after` steps at the same
+rate: a KSM run's later episodes and its final run). When the stream is a file or a
+pipe (a log, CI), the same line is written as a plain line of its own every
+`plain_interval` seconds, at every milestone (run.py: a phase end) and at the end,
+so that a redirected run still says how far it is. Under torchrun only rank 0 writes.
 """
 
 import sys
 import time
+
+from kd_ref.plumbing import distributed
 
 
 def format_duration(seconds: float) -> str:
@@ -34,14 +39,16 @@ class Progress:
     """
 
     def __init__(self, total: int, desc: str, stream=None, min_interval: float = 0.5,
-                 clock=time.monotonic):
-        self.total, self.desc = total, desc
+                 clock=time.monotonic, after: int = 0, plain_interval: float = 30.0):
+        self.total, self.desc, self.after = total, desc, after
         self.stream = sys.stderr if stream is None else stream
-        self.enabled = self.stream.isatty()
-        self.min_interval, self.clock = min_interval, clock
+        self.tty = self.stream.isatty()
+        self.silent = not distributed.is_main()  # one voice, as for run.py's prints
+        self.min_interval, self.plain_interval, self.clock = min_interval, plain_interval, clock
         self.step, self.fields = 0, {}
         self.start = clock()
-        self.last_draw = None  # clock time of the last redraw, None before the first
+        self.last_draw = None  # clock time of the last redraw (plain: line), None before the first
+        self.drawn_step = None  # the step it showed
         self.width = 0  # length of the line on screen, to blank out a longer old one
         self.closed = False
 
@@ -51,33 +58,47 @@ class Progress:
         elapsed = self.clock() - self.start
         if elapsed > 0 and self.step > 0:
             rate = self.step / elapsed
-            parts += [f"{rate:.1f} it/s", f"ETA {format_duration(max(self.total - self.step, 0) / rate)}"]
+            left = max(self.total - self.step, 0)
+            parts += [f"{rate:.1f} it/s", f"ETA {format_duration(left / rate)}"]
+            if self.after:
+                parts.append(f"run ETA {format_duration((left + self.after) / rate)}")
         else:
             parts += ["? it/s", "ETA ?"]
         return "  ".join(parts)
 
     def draw(self) -> None:
+        if self.silent:
+            return
         text = self.line()
-        self.stream.write("\r" + text.ljust(self.width))
+        if self.tty:
+            self.stream.write("\r" + text.ljust(self.width))
+        else:
+            self.stream.write(text + "\n")
         self.stream.flush()
-        self.width = len(text)
+        self.width, self.drawn_step = len(text), self.step
         self.last_draw = self.clock()
 
-    def update(self, n: int = 1, **fields) -> None:
+    def update(self, n: int = 1, milestone: bool = False, **fields) -> None:
+        """n more steps; fields shown with their latest value. milestone (a phase end): a plain
+        stream gets a line now."""
         self.step += n
         self.fields.update(fields)
-        if not self.enabled:
-            return
-        due = self.last_draw is None or self.clock() - self.last_draw >= self.min_interval
-        if due or self.step >= self.total:
+        if self.tty:
+            due = self.last_draw is None or self.clock() - self.last_draw >= self.min_interval
+            if due or self.step >= self.total:
+                self.draw()
+        elif milestone or self.clock() - (self.start if self.last_draw is None else self.last_draw) >= self.plain_interval:
             self.draw()
 
     def close(self) -> None:
-        """Draw the final state and end the line; later calls do nothing."""
-        if self.enabled and not self.closed:
-            self.draw()
-            self.stream.write("\n")
-            self.stream.flush()
+        """Draw the final state (a terminal: and end the line); later calls do nothing."""
+        if not self.closed:
+            if self.tty and not self.silent:
+                self.draw()
+                self.stream.write("\n")
+                self.stream.flush()
+            elif self.drawn_step != self.step:  # a milestone may have written this state already
+                self.draw()
         self.closed = True
 
     def __enter__(self):

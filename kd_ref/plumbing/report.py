@@ -1,10 +1,15 @@
 """report.svg: what a run chose and how well it did, drawn from its log.jsonl.
 
 Panels, top to bottom:
-  1. the dev metric of the final run over phases (dashed: the teacher's dev metric);
+  1. the dev metric of the final run over phases (dashed: the teacher's dev metric;
+     dotted: chance, the score of always answering the most common class);
   2. the knowledge weights a1..a4 (FinK, ResK, FeaK, RelK) the final run used,
      sharing panel 1's x axis (phase index);
   3. only if the log has KSM episodes: each episode's mean action, over episodes.
+Weights are often equal (all: 1/1/1/1; a KSM that settles on 1/0/0/1), so their lines
+lie on top of each other: each knowledge has its own width (a1 widest, drawn first)
+and dash pattern, so that every line shows through the ones above it, and the legend
+says so.
 
 The SVG is written by hand with the few element helpers below, so a report needs
 no plotting package. Log records used (one JSON object per line, others ignored):
@@ -22,6 +27,8 @@ from kd_ref.plumbing.outputs import write_atomically
 
 KNOWLEDGE = ["FinK", "ResK", "FeaK", "RelK"]  # the order of a1..a4 (method.md, "Four kinds of knowledge")
 KNOWLEDGE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+KNOWLEDGE_DASHES = [None, "10 5", "4 4", "1 3"]  # solid, long, short, dotted: overlapping lines stay apart
+CHANCE_COLOUR = "#999"
 METRIC_COLOUR = "#6a3d9a"
 GRID_COLOUR = "#e4e4e4"
 
@@ -44,10 +51,10 @@ def line(x1, y1, x2, y2, stroke="#000", width=1.0, dash=None, cls=None) -> str:
                     stroke=stroke, stroke_width=width, stroke_dasharray=dash, cls=cls)
 
 
-def polyline(points, stroke, width=2.0, cls=None) -> str:
+def polyline(points, stroke, width=2.0, cls=None, dash=None) -> str:
     coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
     return _element("polyline", points=coords, fill="none", stroke=stroke, stroke_width=width,
-                    stroke_linejoin="round", cls=cls)
+                    stroke_linejoin="round", stroke_dasharray=dash, cls=cls)
 
 
 def circle(x, y, r, fill) -> str:
@@ -126,10 +133,10 @@ class Axes:
             out.append(text(self.left + self.width / 2, bottom + 36, xlabel, size=12, anchor="middle"))
         return out
 
-    def series(self, xs, ys, colour, width=2.0, cls=None) -> list[str]:
+    def series(self, xs, ys, colour, width=2.0, cls=None, dash=None) -> list[str]:
         """A polyline with a dot at every point (so a single point still shows)."""
         points = [(self.px(x), self.py(y)) for x, y in zip(xs, ys)]
-        return [polyline(points, colour, width, cls)] + [circle(x, y, 2.5, colour) for x, y in points]
+        return [polyline(points, colour, width, cls, dash)] + [circle(x, y, 2.5, colour) for x, y in points]
 
     def note(self, content: str) -> str:
         """A message in the empty plot, near the top (a teacher line may run through the middle)."""
@@ -137,13 +144,22 @@ class Axes:
 
 
 def legend(left, top, entries) -> list[str]:
-    """entries: (label, colour, dash) per row."""
+    """entries: (label, colour, dash, width) per row; colour None: a line of text alone."""
     out = []
-    for row, (label, colour, dash) in enumerate(entries):
+    for row, (label, colour, dash, width) in enumerate(entries):
         y = top + 18 * row
-        out.append(line(left, y, left + 24, y, stroke=colour, width=2.5, dash=dash))
-        out.append(text(left + 30, y + 4, label, size=12))
+        if colour is not None:
+            out.append(line(left, y, left + 24, y, stroke=colour, width=width, dash=dash))
+        out.append(text(left + (30 if colour is not None else 0), y + 4, label, size=12 if colour else 10))
     return out
+
+
+def knowledge_legend(left, top) -> list[str]:
+    """a1..a4 as drawn, and why their lines differ in width and dash."""
+    entries = [(f"a{k + 1} {name}", KNOWLEDGE_COLOURS[k], KNOWLEDGE_DASHES[k], line_width(k))
+               for k, name in enumerate(KNOWLEDGE)]
+    return legend(left, top, entries + [("equal weights overlap:", None, None, 0),
+                                        ("wide a1 under thin a4", None, None, 0)])
 
 
 # ---- the log
@@ -188,8 +204,10 @@ def line_width(k: int) -> float:
     return 1.5 + (len(KNOWLEDGE) - 1 - k)
 
 
-def write_report(log_path, out_path, title: str, metric: str, teacher_score: float | None = None) -> None:
-    """Draw report.svg for the run whose log is log_path; written atomically (temp file + rename)."""
+def write_report(log_path, out_path, title: str, metric: str, teacher_score: float | None = None,
+                 chance_score: float | None = None) -> None:
+    """Draw report.svg for the run whose log is log_path; written atomically (temp file + rename).
+    chance_score: the metric of always answering the most common class, drawn as a dotted line."""
     records = read_phase_records(log_path)
     final = sorted((r for r in records if r["run"] == "final"), key=lambda r: r["phase"])
     phases = [r["phase"] for r in final]
@@ -202,8 +220,8 @@ def write_report(log_path, out_path, title: str, metric: str, teacher_score: flo
     body = []
     legend_left = PLOT_LEFT + PLOT_WIDTH + 20
 
-    # 1. dev metric of the final run, teacher dashed
-    scores = [v for _, v in dev] + ([teacher_score] if teacher_score is not None else [])
+    # 1. dev metric of the final run, teacher dashed, chance dotted
+    scores = [v for _, v in dev] + [s for s in (teacher_score, chance_score) if s is not None]
     ylim = padded_limits(scores, 0.1, 0.05) if scores else (0.0, 1.0)
     top = Axes(PLOT_LEFT, DEV_TOP, PLOT_WIDTH, PHASE_PANEL_HEIGHT, xlim, ylim)
     body += top.frame(f"dev {metric}, final run", metric, None, nice_ticks(*ylim))
@@ -211,12 +229,13 @@ def write_report(log_path, out_path, title: str, metric: str, teacher_score: flo
         body += top.series([p for p, _ in dev], [v for _, v in dev], METRIC_COLOUR, cls="dev")
     else:
         body.append(top.note(f"no dev {metric} in the log"))
-    entries = [("student", METRIC_COLOUR, None)]
-    if teacher_score is not None:
-        y = top.py(teacher_score)
-        body.append(line(top.left, y, top.left + top.width, y, stroke="#444", width=1.5, dash="6 4",
-                         cls="teacher"))
-        entries.append((f"teacher {teacher_score:.4g}", "#444", "6 4"))
+    entries = [("student", METRIC_COLOUR, None, 2.5)]
+    for name, score, colour, dash in (("teacher", teacher_score, "#444", "6 4"),
+                                      ("chance", chance_score, CHANCE_COLOUR, "2 3")):
+        if score is not None:
+            y = top.py(score)
+            body.append(line(top.left, y, top.left + top.width, y, stroke=colour, width=1.5, dash=dash, cls=name))
+            entries.append((f"{name} {score:.4g}", colour, dash, 1.5))
     body += legend(legend_left, top.top + 10, entries)
 
     # 2. knowledge weights of the final run
@@ -225,11 +244,10 @@ def write_report(log_path, out_path, title: str, metric: str, teacher_score: flo
     if final:
         for k, name in enumerate(KNOWLEDGE):
             body += weights.series(phases, [r["action"][k] for r in final], KNOWLEDGE_COLOURS[k],
-                                   width=line_width(k), cls=f"action {name}")
+                                   width=line_width(k), cls=f"action {name}", dash=KNOWLEDGE_DASHES[k])
     else:
         body.append(weights.note("no final-run phases in the log"))
-    body += legend(legend_left, weights.top + 10,
-                   [(f"a{k + 1} {name}", KNOWLEDGE_COLOURS[k], None) for k, name in enumerate(KNOWLEDGE)])
+    body += knowledge_legend(legend_left, weights.top + 10)
 
     # 3. KSM episodes: mean action per episode
     if episodes:
@@ -239,7 +257,8 @@ def write_report(log_path, out_path, title: str, metric: str, teacher_score: flo
                             unit_ticks[::2])
         for k, name in enumerate(KNOWLEDGE):
             body += panel.series(episodes, [a[k] for a in episode_actions], KNOWLEDGE_COLOURS[k],
-                                 width=line_width(k), cls=f"episode {name}")
+                                 width=line_width(k), cls=f"episode {name}", dash=KNOWLEDGE_DASHES[k])
+        body += knowledge_legend(legend_left, panel.top + 10)
 
     svg = document(title, height, body)
     write_atomically(Path(out_path), lambda tmp: tmp.write_text(svg, encoding="utf-8"))

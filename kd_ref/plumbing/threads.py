@@ -1,0 +1,141 @@
+"""How many CPU threads a run uses: the cores nobody else is using when it starts.
+
+torch's default is one thread per core. Two runs side by side then ask for twice
+the cores there are, and the threads of each spin while they wait for cores the
+other holds: two `run.py --demo` at once took 311 s each on 2 cores, one alone
+29 s, the same two with one thread each 39 s (issue 28). So by default run.py takes
+the cores free at its start: the cores it may run on, less those busy over 0.2 s
+(from /proc/stat, else the load average), less those other kd-ref runs of this
+user have claimed. The claims close the gap of two runs started at once, which
+would each find the machine idle: a run measures and claims under one lock (per
+user, in the temporary folder), holds its claim (an flock on a file named by its pid) while it lives, and the
+kernel drops it when the run dies, however it dies. Time in niced processes counts
+as free: they yield their core to a run, so its threads do not wait on them.
+
+--threads N sets the number; so does OMP_NUM_THREADS, if set, when --threads is not.
+"""
+import fcntl
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from kd_ref.plumbing.errors import KdError
+
+CLAIMS = Path(tempfile.gettempdir()) / f"kd-ref-threads-{os.getuid()}"
+MEASURE_S = 0.2
+
+
+def affinity() -> set[int]:
+    """The cores this process may run on (its affinity mask: taskset, cgroups' cpusets)."""
+    try:
+        return os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        return set(range(os.cpu_count() or 1))
+
+
+def usable_cores() -> int:
+    return len(affinity())
+
+
+def cpu_times(cores: set[int]) -> dict[int, tuple[float, float]] | None:
+    """{core: (busy, total) jiffies} of `cores` from /proc/stat's cpuN lines, or None where there are
+    none. Busy: user, system, irq, softirq and steal time; nice, idle and iowait count as free."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    times = {}
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+            values = [float(v) for v in fields[:8]]
+            user, _nice, system, _idle, _iowait, irq, softirq, steal = values + [0.0] * (8 - len(values))
+            times[int(name[3:])] = (user + system + irq + softirq + steal, sum(values))
+    return times or None
+
+
+def busy_cores(seconds: float = MEASURE_S) -> float:
+    """How many of this process's cores others kept busy over the next `seconds` (it sleeps meanwhile):
+    the cores of its affinity only, so that a container's busy host does not count."""
+    cores = affinity()
+    before = cpu_times(cores)
+    if before is None:
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    time.sleep(seconds)
+    after = cpu_times(cores) or {}
+    busy = 0.0
+    for core, (busy_after, total_after) in after.items():
+        busy_before, total_before = before.get(core, (busy_after, total_after))
+        if total_after > total_before:
+            busy += (busy_after - busy_before) / (total_after - total_before)
+    return busy
+
+
+def live_claims(folder: Path) -> int:
+    """Threads claimed by kd-ref runs still alive; the claims of dead runs are removed."""
+    claimed = 0
+    for path in folder.glob("*.claim"):
+        if path.stem == str(os.getpid()):
+            continue  # this process's earlier run (the tests run several in one process)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            path.unlink(missing_ok=True)  # we could lock it: its run is gone
+        except BlockingIOError:
+            claimed += int(os.pread(fd, 20, 0).decode() or 0)
+        finally:
+            os.close(fd)
+    return claimed
+
+
+def claim_threads(wanted: int | None, folder: Path | None = None) -> int:
+    """`wanted` threads, or when None the cores free now (at least 1); claimed in folder (default CLAIMS)
+    for this process until it exits. Measure and claim happen under one lock, so runs started at once
+    take turns. Without a usable claims folder the measure alone decides. (torchrun sets
+    OMP_NUM_THREADS=1 for its processes unless told otherwise: choose_threads keeps it.)"""
+    folder = folder or CLAIMS
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        guard = os.open(folder / "measure.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return wanted or max(1, int(usable_cores() - busy_cores() + 0.5))
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if wanted is None:
+            taken = max(busy_cores(), live_claims(folder))
+            wanted = max(1, int(usable_cores() - taken + 0.5))
+        claim(folder, wanted)
+    finally:
+        os.close(guard)
+    return wanted
+
+
+_held = []  # the open claim file of this process: closing it would drop the claim
+
+
+def claim(folder: Path, threads: int) -> None:
+    for old in _held:  # a second run in one process (the tests) replaces its claim; flock would block on it
+        os.close(old)
+    _held.clear()
+    fd = os.open(folder / f"{os.getpid()}.claim", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, str(threads).encode())
+    _held.append(fd)
+
+
+def choose_threads(flag: int | None) -> int:
+    """--threads, else OMP_NUM_THREADS, else the free cores; claimed, and set with torch.set_num_threads
+    before any work."""
+    if flag is not None and flag < 1:
+        raise KdError(f"--threads {flag}: must be at least 1")
+    if flag is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        flag = max(1, int(os.environ["OMP_NUM_THREADS"]))
+    threads = claim_threads(flag)
+    torch.set_num_threads(threads)
+    return threads
