@@ -30,8 +30,9 @@ import torch
 
 from kd_ref.agent import AgentConfig
 from kd_ref.data.demo import write_demo_task
-from kd_ref.data.glue import get_task, resolve_data_dir, write_predictions
-from kd_ref.data.splits import encode_split, hold_out, stratified_split
+from kd_ref.data.glue import resolve_data_dir, write_predictions
+from kd_ref.data.own import task_from_args
+from kd_ref.data.splits import augmented, encode_split, hold_out, stratified_split
 from kd_ref.data.tokenizer import BertTokenizer
 from kd_ref.distill import DistillConfig, check_config, distill
 from kd_ref.evaluate import evaluate, gold_loss, predict_logits, predictions
@@ -52,7 +53,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
-    a("--task", help="GLUE task: cola sst2 mrpc stsb qqp mnli qnli rte wnli")
+    a("--task", help="GLUE task (cola sst2 mrpc stsb qqp mnli qnli rte wnli), or your own data's task.json "
+                     "(README 'Your own data'); with --data, the name of your task (default: the train file's folder)")
     a("--teacher", help="teacher folder in the Hugging Face layout (config.json, model.safetensors, vocab)")
     a("--data-dir", help="GLUE folder (default: $KD_GLUE_DIR, else ../shared/data/glue)")
     a("--out", help="output folder (default: runs/<task>)")
@@ -68,6 +70,22 @@ def parse_args(argv=None):
     a("--checkpoint-every", type=int, default=1,
       help="phases between checkpoints of the whole training state (also at the end of each episode and run)")
     a("--debug", action="store_true", help="show tracebacks for input errors")
+    g = p.add_argument_group("your own data (README 'Your own data'; or all of it in a task.json: --task FILE.json)")
+    g.add_argument("--data", help="TRAIN,DEV[,TEST]: your files, .tsv, .csv or .jsonl (JSON Lines), with a header "
+                                  "naming the columns (JSON Lines: keys)")
+    g.add_argument("--text-columns", help="the column holding the text, or the two holding a pair: a,b")
+    g.add_argument("--label-column", default="label", help="the column holding the label or score")
+    g.add_argument("--labels", help="the classes in the order to use, comma-separated (default: those train holds, "
+                                    "sorted, by value if all are numbers)")
+    g.add_argument("--regression", action="store_true", help="labels are scores (numbers), not classes")
+    g.add_argument("--metrics", help="comma-separated, the first the main one: accuracy, f1 (binary), mcc; "
+                                     "pearson, spearman for regression (default: accuracy; pearson,spearman)")
+    g.add_argument("--augment", help="[ours] a file of more rows (the format and columns of train, e.g. TinyBERT's "
+                                     "train_aug.tsv) the student trains on besides train: never the teacher's "
+                                     "fine-tuning, the --holdout rows or the KSM's reward split")
+    g.add_argument("--augment-fink", action="store_true",
+                   help="[ours] FinK trains on the augmented rows' labels too (default: off, as TinyBERT: their "
+                        "labels were copied from the rows they were made from, so they learn from the teacher only)")
     a("--holdout", type=float, default=0.0,
       help="[ours] keep this share of train (stratified, the same rows for every seed) out of all training, the "
            "teacher's fine-tuning included, and score each student on it (metrics.json 'holdout'): a validation "
@@ -138,10 +156,11 @@ def count(module) -> int:
 
 
 def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, out: Path, teacher_dev):
-    train, dev, test, holdout = data
+    train, augment, dev, test, holdout = data
     run_dir = out / f"{method}-s{seed}"
     config = {"args": vars(args), "method": method, "seed": seed, "layer_map": g,
-              "reward_split_is_dev": args.reward_split == "dev", "versions": versions()}
+              "reward_split_is_dev": args.reward_split == "dev", "versions": versions(),
+              "labels": task.labels and list(task.labels), **({"task": task.describe()} if task.files else {})}
     checkpoints = Checkpoints(run_dir, args.checkpoint_every)
     todo = open_run_dir(args, run_dir, config, checkpoints)
     if todo == "finished":
@@ -161,9 +180,11 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     cfg = config_from(args, DistillConfig)
     if args.reward_split == "dev":
         episode_train, reward_rows = train, dev
-    else:
+    else:  # drawn from the original rows only: an augmented row is never a reward row
         keep, held = stratified_split(train.labels, args.reward_fraction, seed, task.labels is None)
         episode_train, reward_rows = train.subset(keep), train.subset(held)
+    if augment is not None:
+        train, episode_train = train + augment, episode_train + augment
     batches = lambda split: [b.to(device) for b in split.batches(args.batch_size, args.max_len, shuffle=False,
                                                                    shard=distributed.shard())]
     reward_batches, dev_batches = batches(reward_rows), batches(dev)
@@ -210,6 +231,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     student.to(device)
     metrics = {"task": task.name, "method": method, "seed": seed, "dev": dev_metrics, "teacher_dev": teacher_dev,
                **({} if holdout_metrics is None else {"holdout": holdout_metrics, "holdout_rows": len(holdout)}),
+               **({} if augment is None else {"augment_rows": len(augment), "augment_fink": args.augment_fink}),
                "main_metric": task.main_metric, "reward_split": reward_note(args),
                "params": {"teacher": count(teacher), "student": count(student), "projections": count(projections)},
                "wall_s": times, "resumed_from": resume["meta"] if resume else None, "processes": distributed.world()}
@@ -299,12 +321,12 @@ def run_main(args, locks: ExitStack):
         # a tiny BERT from random init needs a large learning rate and ~600 steps (see kd_ref/data/demo.py)
         args.max_len, args.batch_size, args.lr, args.teacher_lr, args.teacher_epochs = 32, 32, 5e-4, 5e-4, 10
         args.epochs = 3
-    if not args.task or not args.teacher:
-        raise KdError("--task and --teacher are required (or --demo)")
+    if not (args.task or args.data) or not args.teacher:
+        raise KdError("--task (or --data) and --teacher are required (or --demo)")
     methods = [m.strip() for m in args.method.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     check_args(args, methods)
-    task = get_task(args.task)
+    task = task_from_args(args)
     out = Path(args.out or f"runs/{task.name}")
     out.mkdir(parents=True, exist_ok=True)
     runs = [] if args.teacher_only else [out / f"{m}-s{s}" for m in methods for s in seeds]
@@ -319,7 +341,7 @@ def run_main(args, locks: ExitStack):
         use_tf32()
     else:
         keep_freed_memory()
-    data_dir = resolve_data_dir(args.data_dir)
+    data_dir = None if task.files else resolve_data_dir(args.data_dir)
     tokenizer = BertTokenizer.from_dir(args.teacher, max_len=args.max_len)
     teacher_config = load_config(args.teacher)
     check_fits(teacher_config, tokenizer, args)
@@ -328,16 +350,18 @@ def run_main(args, locks: ExitStack):
     if args.student_init in ("teacher", "random"):
         student_config(teacher_config, args.student_layers, args.student_hidden, args.student_init)  # before any work
     train, dev = encode_split(data_dir, task, "train", tokenizer), encode_split(data_dir, task, task.dev_splits[0], tokenizer)
-    test_file = data_dir / task.folder / f"{task.test_splits[0]}.tsv"
-    test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file.is_file() else None
+    test_file = task.path(data_dir, task.test_splits[0]) if task.test_splits else None
+    test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file and test_file.is_file() else None
     train, holdout = hold_out(train, args.holdout, task.labels is None)
+    augment = augmented(Path(args.augment), task, tokenizer, train, args.augment_fink) if args.augment else None
     with hold_all([out / "teacher"], device, wait=True):  # shared by every sweep into out: one at a time
         teacher, teacher_dev, teacher_s, teacher_dir = prepare_teacher(args, task, train, dev, out, device)
         g = layer_map(teacher.config.num_hidden_layers, args.student_layers)
         print(layer_map_table(g))
         if args.compile:
             compile_model(teacher)
-        teacher_view = make_teacher_view(args, teacher, teacher_dir, train, g, device, out)
+        teacher_view = make_teacher_view(args, teacher, teacher_dir, train if augment is None else train + augment,
+                                         g, device, out)
     if args.teacher_only:
         if distributed.is_main():
             write_json(out / "teacher.json", {"task": task.name, "teacher": str(teacher_dir), "dev": teacher_dev,
@@ -345,7 +369,7 @@ def run_main(args, locks: ExitStack):
         print(f"teacher ready: {teacher_dir}, dev {task.main_metric} {teacher_dev[task.main_metric]:.4f}")
         distributed.shutdown()
         return
-    results = [run_one(args, m, s, task, (train, dev, test, holdout), teacher, teacher_view, g, device, out, teacher_dev)
+    results = [run_one(args, m, s, task, (train, augment, dev, test, holdout), teacher, teacher_view, g, device, out, teacher_dev)
                for m in methods for s in seeds]
     summary, table = summarise(results, teacher_dev)
     summary["teacher_finetune_s"] = teacher_s
