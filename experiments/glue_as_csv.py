@@ -1,5 +1,5 @@
 """A GLUE task's rows rewritten as a user's own data (issue 30): train.csv and dev.csv with other column
-names (sentence, or first and second; the label as 'gold'), and a task.json describing them, so that
+names (text, or first and second; the label as 'gold'), and a task.json describing them, so that
 run.py --task OUT/task.json reads them through the own-data path. Labels keep GLUE's text ('0', '1';
 scores for STS-B), so a teacher fine-tuned on the GLUE task is matched to them by name.
 
@@ -26,7 +26,7 @@ def main() -> None:
     try:
         task = get_task(args.task)
         data_dir = resolve_data_dir(args.data_dir)
-        columns = ["first", "second"] if task.text_b else ["sentence"]
+        columns = ["first", "second"] if task.text_b else ["text"]
         args.out.mkdir(parents=True, exist_ok=True)
         for split, name in (("train", "train"), (task.dev_splits[0], "dev")):
             examples = read_split(data_dir, task, split)[: args.rows]

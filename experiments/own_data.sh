@@ -5,7 +5,9 @@
 # copies of each row, words dropped and swapped), methods all, kd and ksm-soft; then what the augmented
 # rows did (experiments/own_table.py). The teacher is the study's (runs/study/TASK/teacher, fine-tuned on the
 # same train rows, its classes matched to the CSV's labels by name) where it exists; else it is fine-tuned
-# here with the study's teacher flags, on the original rows, into OUT/plain/teacher.
+# here with the study's teacher flags, on the original rows, into OUT/plain/teacher. On CoLA a dropped or
+# swapped word can make an acceptable sentence unacceptable, so the label an augmented row copies can be
+# wrong: run.py's default (no FinK on augmented rows) leaves such rows to the teacher's knowledge.
 # usage: experiments/own_data.sh TASK SEEDS [more run.py flags]     e.g. experiments/own_data.sh cola 1,2,3
 # env: OUT (default runs/own/TASK); ROWS=N keeps the first N rows of train and dev (a smoke test); AUG_COPIES
 # (default 4). Rerun to continue (--resume; an unfinished run continues from its checkpoint).

@@ -267,3 +267,11 @@ def test_labels_found_in_train_are_sorted_by_value_or_given_in_order(tmp_path):
     (tmp_path / "t.csv").write_text("x,y\na,pos\nb,pos\n")
     with pytest.raises(KdError, match="t.csv: holds the one label 'pos'"):
         task()
+
+
+def test_too_few_rows_for_a_reward_split_is_refused_before_any_work(tiny, tmp_path):
+    (tmp_path / "t.csv").write_text(GOOD_CSV + "dull,neg\n")
+    with pytest.raises(KdError, match=r"^--reward-fraction 0.05: holds out no row of the 4 training rows"):
+        run.main(args(tiny, tmp_path / "out", "--data", f"{tmp_path / 't.csv'},{tmp_path / 't.csv'}",
+                      "--text-columns", "review", "--label-column", "sentiment"))
+    assert not (tmp_path / "out" / "teacher").exists()
