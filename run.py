@@ -353,11 +353,11 @@ def run_main(args, locks: ExitStack):
     test_file = task.path(data_dir, task.test_splits[0]) if task.test_splits else None
     test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file and test_file.is_file() else None
     train, holdout = hold_out(train, args.holdout, task.labels is None)
+    augment = augmented(Path(args.augment), task, tokenizer, train, args.augment_fink) if args.augment else None
     if args.reward_split == "train" and not len(stratified_split(train.labels, args.reward_fraction, 0,
                                                                  task.labels is None)[1]):
         raise KdError(f"--reward-fraction {args.reward_fraction}: holds out no row of the {len(train)} training rows "
                       "for the reward split; raise it, or give more rows")
-    augment = augmented(Path(args.augment), task, tokenizer, train, args.augment_fink) if args.augment else None
     with hold_all([out / "teacher"], device, wait=True):  # shared by every sweep into out: one at a time
         teacher, teacher_dev, teacher_s, teacher_dir = prepare_teacher(args, task, train, dev, out, device)
         g = layer_map(teacher.config.num_hidden_layers, args.student_layers)

@@ -207,6 +207,7 @@ BAD = [
      "train.jsonl:2: own score 'high' is not a finite number"),
     ("dev.jsonl", '{"review": "fine", "sentiment": 4.5}\n{"sentiment": 1}\n', "dev.jsonl:2: no 'review'"),
     ("aug.csv", GOOD_CSV + "meh film,meh\n", "aug.csv:5: unknown own label 'meh'"),
+    ("train.csv", GOOD_CSV + "no label,\n", "train.csv:5: no label (column 'sentiment' is empty)"),
 ]
 
 

@@ -106,7 +106,11 @@ def found_labels(task: Task) -> list[str]:
     path = task.path(None, "train")
     if not path.is_file():
         raise KdError(f"{path}: file not found ({task.name} train file)")
-    found = {label for _, _, _, label in records(path, task, labeled=True)}
+    found = set()
+    for where, _, _, label in records(path, task, labeled=True):
+        if not label.strip():
+            raise KdError(f"{where}: no label (column {task.label_column!r} is empty)")
+        found.add(label)
     if len(found) < 2:
         raise KdError(f"{path}: holds the one label {found.pop()!r}; classification needs two or more "
                       "(for scores, ask for regression)")
