@@ -41,7 +41,7 @@ class Encoded:
 
     def renumbered(self) -> "Encoded":
         """The same examples numbered from 0: a split of its own, scored against its own labels."""
-        return Encoded(self.pairs, self.labels, np.arange(len(self)))
+        return Encoded(self.pairs, self.labels, np.arange(len(self)), self.gold)
 
     def batches(self, batch_size: int, max_len: int, *, shuffle: bool, seed: int = 0,
                 shard: tuple[int, int] = (0, 1)) -> list[Batch]:
