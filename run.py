@@ -31,9 +31,10 @@ import torch
 
 from kd_ref.agent import CHOICES as AGENT_CHOICES, AgentConfig
 from kd_ref.data.demo import write_demo_task
-from kd_ref.data.glue import get_task, resolve_data_dir, write_predictions
+from kd_ref.data.glue import resolve_data_dir, write_predictions
 from kd_ref.data.metrics import chance_score
-from kd_ref.data.splits import encode_split, hold_out, stratified_split
+from kd_ref.data.own import task_from_args
+from kd_ref.data.splits import augmented, encode_split, hold_out, stratified_split
 from kd_ref.data.tokenizer import BertTokenizer
 from kd_ref.distill import CHOICES as DISTILL_CHOICES, DistillConfig, check_config, distill
 from kd_ref.evaluate import evaluate, gold_loss, predict_logits, predictions
@@ -60,7 +61,8 @@ def parse_args(argv=None):
 def make_parser() -> Parser:
     p = Parser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     a = p.add_argument
-    a("--task", help="GLUE task: cola sst2 mrpc stsb qqp mnli qnli rte wnli")
+    a("--task", help="GLUE task (cola sst2 mrpc stsb qqp mnli qnli rte wnli), or your own data's task.json "
+                     "(README 'Your own data'); with --data, the name of your task (default: the train file's folder)")
     a("--teacher", help="teacher folder in the Hugging Face layout (config.json, model.safetensors, vocab)")
     a("--data-dir", help="GLUE folder (default: $KD_GLUE_DIR, else ../shared/data/glue)")
     a("--out", help="output folder (default: runs/<task>)")
@@ -81,6 +83,22 @@ def make_parser() -> Parser:
       help="keep a finished run's checkpoint/ (the whole training state, 210 MB for a 3-layer MiniLM student); "
            "by default it is removed once the run has written its results")
     a("--debug", action="store_true", help="show tracebacks for input errors")
+    g = p.add_argument_group("your own data (README 'Your own data'; or all of it in a task.json: --task FILE.json)")
+    g.add_argument("--data", help="TRAIN,DEV[,TEST]: your files, .tsv, .csv or .jsonl (JSON Lines), with a header "
+                                  "naming the columns (JSON Lines: keys)")
+    g.add_argument("--text-columns", help="the column holding the text, or the two holding a pair: a,b")
+    g.add_argument("--label-column", default="label", help="the column holding the label or score")
+    g.add_argument("--labels", help="the classes in the order to use, comma-separated (default: those train holds, "
+                                    "sorted, by value if all are numbers)")
+    g.add_argument("--regression", action="store_true", help="labels are scores (numbers), not classes")
+    g.add_argument("--metrics", help="comma-separated, the first the main one: accuracy, f1 (binary), mcc; "
+                                     "pearson, spearman for regression (default: accuracy; pearson,spearman)")
+    g.add_argument("--augment", help="[ours] a file of more rows (the format and columns of train, e.g. TinyBERT's "
+                                     "train_aug.tsv) the student trains on besides train: never the teacher's "
+                                     "fine-tuning, the --holdout rows or the KSM's reward split")
+    g.add_argument("--augment-fink", action="store_true",
+                   help="[ours] FinK trains on the augmented rows' labels too (default: off, as TinyBERT: their "
+                        "labels were copied from the rows they were made from, so they learn from the teacher only)")
     a("--holdout", type=number, default=0.0,
       help="[ours] keep this share of train (stratified, the same rows for every seed) out of all training, the "
            "teacher's fine-tuning included, and score each student on it (metrics.json 'holdout'): a validation "
@@ -141,10 +159,11 @@ def count(module) -> int:
 
 def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, out: Path, teacher_dev, chance):
     """Train, evaluate and write one run (or reuse it, finished); its files are what the summary reads."""
-    train, dev, test, holdout = data
+    train, augment, dev, test, holdout = data
     run_dir = out / f"{method}-s{seed}"
     config = {"args": vars(args), "method": method, "seed": seed, "layer_map": g,
-              "reward_split_is_dev": args.reward_split == "dev", "versions": versions()}
+              "reward_split_is_dev": args.reward_split == "dev", "versions": versions(),
+              "labels": task.labels and list(task.labels), **({"task": task.describe()} if task.files else {})}
     checkpoints = Checkpoints(run_dir, args.checkpoint_every)
     todo = open_run_dir(args, run_dir, config, checkpoints)
     if todo == "finished":
@@ -164,9 +183,11 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     cfg = config_from(args, DistillConfig)
     if args.reward_split == "dev":
         episode_train, reward_rows = train, dev
-    else:
+    else:  # drawn from the original rows only: an augmented row is never a reward row
         keep, held = stratified_split(train.labels, args.reward_fraction, seed, task.labels is None)
         episode_train, reward_rows = train.subset(keep), train.subset(held)
+    if augment is not None:
+        train, episode_train = train + augment, episode_train + augment
     batches = lambda split: [b.to(device) for b in split.batches(args.batch_size, args.max_len, shuffle=False,
                                                                    shard=distributed.shard())]
     reward_batches, dev_batches = batches(reward_rows), batches(dev)
@@ -213,6 +234,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     metrics = {"task": task.name, "method": method, "seed": seed, "dev": dev_metrics, "teacher_dev": teacher_dev,
                "chance_dev": chance,
                **({} if holdout_metrics is None else {"holdout": holdout_metrics, "holdout_rows": len(holdout)}),
+               **({} if augment is None else {"augment_rows": len(augment), "augment_fink": args.augment_fink}),
                "main_metric": task.main_metric, "reward_split": reward_note(args),
                "params": {"teacher": count(teacher), "student": count(student), "projections": count(projections)},
                "wall_s": times, "cpu_s": time.process_time() - cpu0,
@@ -306,12 +328,12 @@ def run_main(args, locks: ExitStack):
         # a tiny BERT from random init needs a large learning rate and ~600 steps (see kd_ref/data/demo.py)
         args.max_len, args.batch_size, args.lr, args.teacher_lr, args.teacher_epochs = 32, 32, 5e-4, 5e-4, 10
         args.epochs = 3
-    if not args.task or not args.teacher:
-        raise KdError("--task and --teacher are required (or --demo)")
+    if not (args.task or args.data) or not args.teacher:
+        raise KdError("--task (or --data) and --teacher are required (or --demo)")
     methods = [m.strip() for m in args.method.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     check_args(args, methods)
-    task = get_task(args.task)
+    task = task_from_args(args)
     if args.demo:
         if distributed.is_main():  # the demo's own data and teacher, checked flags: nothing below fails on them
             write_demo_task(Path(args.data_dir), seed=0)
@@ -323,7 +345,7 @@ def run_main(args, locks: ExitStack):
     else:
         keep_freed_memory()
     # everything the user gave is read and checked before the output folder is made (nothing half-written)
-    data_dir = resolve_data_dir(args.data_dir)
+    data_dir = None if task.files else resolve_data_dir(args.data_dir)
     check_teacher_folder(args.teacher)
     tokenizer = BertTokenizer.from_dir(args.teacher, max_len=args.max_len)
     teacher_config = load_config(args.teacher)
@@ -333,9 +355,14 @@ def run_main(args, locks: ExitStack):
     if args.student_init in ("teacher", "random"):
         student_config(teacher_config, args.student_layers, args.student_hidden, args.student_init)  # before any work
     train, dev = encode_split(data_dir, task, "train", tokenizer), encode_split(data_dir, task, task.dev_splits[0], tokenizer)
-    test_file = data_dir / task.folder / f"{task.test_splits[0]}.tsv"
-    test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file.is_file() else None
+    test_file = task.path(data_dir, task.test_splits[0]) if task.test_splits else None
+    test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file and test_file.is_file() else None
     train, holdout = hold_out(train, args.holdout, task.labels is None)
+    augment = augmented(Path(args.augment), task, tokenizer, train, args.augment_fink) if args.augment else None
+    if args.reward_split == "train" and not len(stratified_split(train.labels, args.reward_fraction, 0,
+                                                                 task.labels is None)[1]):
+        raise KdError(f"--reward-fraction {args.reward_fraction}: holds out no row of the {len(train)} training rows "
+                      "for the reward split; raise it, or give more rows")
     out = Path(args.out or f"runs/{task.name}")
     out.mkdir(parents=True, exist_ok=True)
     runs = [] if args.teacher_only else [out / f"{m}-s{s}" for m in methods for s in seeds]
@@ -347,7 +374,8 @@ def run_main(args, locks: ExitStack):
         print(layer_map_table(g))
         if args.compile:
             compile_model(teacher)
-        teacher_view = make_teacher_view(args, teacher, teacher_dir, train, g, device, out)
+        teacher_view = make_teacher_view(args, teacher, teacher_dir, train if augment is None else train + augment,
+                                         g, device, out)
     if args.teacher_only:
         if distributed.is_main():
             write_json(out / "teacher.json", {"task": task.name, "teacher": str(teacher_dir), "dev": teacher_dev,
@@ -358,7 +386,7 @@ def run_main(args, locks: ExitStack):
     chance = chance_score(task, train.labels, dev.labels)
     for m in methods:
         for s in seeds:
-            run_one(args, m, s, task, (train, dev, test, holdout), teacher, teacher_view, g, device, out,
+            run_one(args, m, s, task, (train, augment, dev, test, holdout), teacher, teacher_view, g, device, out,
                     teacher_dev, chance)
     if distributed.is_main():  # every finished run in out, earlier invocations' included
         summary, table = summarise(finished_runs(out), teacher_dev)

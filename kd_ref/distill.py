@@ -221,7 +221,8 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                                         weights / norm.scale(), temperature, feak_mode=selector.feak_mode,
                                         regression=regression, scores_s=[s_out.scores[i] for i in attention],
                                         scores_t=t.scores, attk_weight=attk_weight, ht_relk=ht_relk,
-                                        counts=distributed.sum_(losses.counts(b.valid, b.attention_mask)))
+                                        counts=distributed.sum_(losses.counts(b.valid, b.attention_mask)),
+                                        gold=b.gold)
                 # each rank's losses are its share of the global batch's (global counts, kd_ref/plumbing/distributed.py):
                 # summed over ranks, the global values for the log, --loss-norm and the progress bar
                 global_loss, raw = distributed.sum_(torch.cat([loss.detach()[None], raw.detach()])).split([1, len(raw)])

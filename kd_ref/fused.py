@@ -88,7 +88,7 @@ def fused_kd_loss(logits_s: Tensor, logits_t: Tensor, labels: Tensor, valid: Ten
                   hs: list[Tensor], ht: list[Tensor], weights: Tensor, temperature: Tensor, *,
                   feak_mode: str, regression: bool, scores_s=(), scores_t=(),
                   attk_weight: Tensor | None = None, ht_relk: list[Tensor] | None = None,
-                  counts: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                  counts: Tensor | None = None, gold: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Every knowledge loss and L = sum_k weights[k] * loss_k (+ attk_weight * AttK), one graph.
 
     logits_s, logits_t [B, C] (C = 1: regression); labels [B]; valid [B] bool;
@@ -99,6 +99,9 @@ def fused_kd_loss(logits_s: Tensor, logits_t: Tensor, labels: Tensor, valid: Ten
     mapped layers, scores_s / scores_t, M tensors [B, heads, L, L] each.
     ht_relk: RelK's teacher states when they are not ht (only run.py --corrupt feak or relk).
     counts: the denominators of the means, losses.counts of the global batch (default: this batch's).
+    gold [B] bool: the rows whose gold label FinK trains on (default: every valid row); the others
+    (run.py --augment's rows) add 0 to FinK's sum and still count in its mean, so a row weighs the
+    same in every batch, whatever the share of augmented rows beside it.
     Returns (total, raw): total the fp32 scalar to backpropagate, raw the detached
     losses [4] or [5] in the order fink, resk, feak, relk(, attk).
     """
@@ -114,7 +117,7 @@ def fused_kd_loss(logits_s: Tensor, logits_t: Tensor, labels: Tensor, valid: Ten
         feak = losses.feak_cls([h[:, 0] for h in hs[1:]], [h[:, 0] for h in ht[1:]], valid, rows)
     else:
         feak = losses.feak(hs[1:], ht[1:], mask, tokens)
-    raw = [losses.fink(logits_s, labels, valid, rows), losses.resk(logits_s, logits_t, valid, temperature, rows),
+    raw = [losses.fink(logits_s, labels, valid if gold is None else valid & gold, rows), losses.resk(logits_s, logits_t, valid, temperature, rows),
            feak, relk_fast(hs, ht if ht_relk is None else ht_relk, mask, rows)]
     total = (weights.float() * torch.stack(raw)).sum()
     if attk_weight is not None:

@@ -153,7 +153,8 @@ def make_batch(args, device) -> Batch:
     mask = torch.ones_like(ids)
     mask[: args.batch // 2, args.seq * 3 // 4:] = 0
     return Batch(ids, mask, torch.zeros_like(ids), torch.randint(0, 2, (args.batch,)),
-                 torch.arange(args.batch), torch.ones(args.batch, dtype=torch.bool)).to(device)
+                 torch.arange(args.batch), torch.ones(args.batch, dtype=torch.bool),
+                 torch.ones(args.batch, dtype=torch.bool)).to(device)
 
 
 def spec_loss(logits_s, logits_t, labels, valid, attention_mask, hs, ht, weights, temperature, *,

@@ -6,7 +6,8 @@ CRLF/BOM, quotes, missing file/split/folder, unknown task, random bytes),
 test_checkpoint.py (missing or non-JSON config.json, truncated or missing
 model.safetensors, missing/unexpected/misshapen tensors, more layers in config.json),
 test_tokenizer.py (folder without vocab, vocab without special tokens, --max-len)
-and test_run.py (--task nope through run.py).
+test_run.py (--task nope through run.py) and test_own_data.py (your own CSV and JSON Lines files,
+task.json, --augment).
 """
 import json
 import re

@@ -21,7 +21,7 @@ from kd_ref.data.tokenizer import BertTokenizer
 from kd_ref.plumbing import teacher_setup
 from kd_ref.plumbing.checkpoint import load_bert
 from kd_ref.plumbing.errors import KdError
-from tiny_task import write_tiny_task
+from tiny_task import write_stsb, write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,22 +32,6 @@ def tiny(tmp_path_factory) -> Path:
     write_tiny_task(d, n_train=240, n_dev=60, n_test=40, num_labels=3)  # another task's head: fine-tuned first
     write_stsb(d / "data")
     return d
-
-
-def write_stsb(data: Path) -> None:
-    """An STS-B-format regression task from the demo pairs: score 4 for entailed pairs, else 1."""
-    (data / "STS-B").mkdir()
-    head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2"
-    for split in ("train", "dev", "test"):
-        rows = (data / "RTE" / f"{split}.tsv").read_text().splitlines()[1:]
-        lines = [head + ("\tscore" if split != "test" else "")]
-        for i, row in enumerate(rows):
-            cols = row.split("\t")
-            line = f"{i}\tmain\tdemo\t2024\t{i:04d}\tnone\tnone\t{cols[1]}\t{cols[2]}"
-            if split != "test":
-                line += f"\t{4.0 if cols[3] == 'entailment' else 1.0:.3f}"
-            lines.append(line)
-        (data / "STS-B" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
 
 
 def args(tiny: Path, out: Path, *extra: str) -> list[str]:

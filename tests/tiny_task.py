@@ -21,3 +21,19 @@ def write_tiny_task(d: Path, *, n_train: int, n_dev: int, n_test: int, num_label
         cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.0
     torch.manual_seed(0)
     save_bert(Bert(cfg), d / "teacher", tokenizer_dir=d / "data" / "model")
+
+
+def write_stsb(data: Path) -> None:
+    """An STS-B-format regression task from the demo pairs: score 4 for entailed pairs, else 1."""
+    (data / "STS-B").mkdir()
+    head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2"
+    for split in ("train", "dev", "test"):
+        rows = (data / "RTE" / f"{split}.tsv").read_text().splitlines()[1:]
+        lines = [head + ("\tscore" if split != "test" else "")]
+        for i, row in enumerate(rows):
+            cols = row.split("\t")
+            line = f"{i}\tmain\tdemo\t2024\t{i:04d}\tnone\tnone\t{cols[1]}\t{cols[2]}"
+            if split != "test":
+                line += f"\t{4.0 if cols[3] == 'entailment' else 1.0:.3f}"
+            lines.append(line)
+        (data / "STS-B" / f"{split}.tsv").write_text("\n".join(lines) + "\n")

@@ -25,6 +25,7 @@ class Batch:
     labels: Tensor          # [B] long class index (classification, -1 if unlabeled) or float32 score
     index: Tensor           # [B] long, row of the example in `encoded` (fillers repeat a real row)
     valid: Tensor           # [B] bool, False for filler rows
+    gold: Tensor            # [B] bool, False where FinK must not train on the label (run.py --augment)
 
     def to(self, device) -> "Batch":
         return Batch(*(getattr(self, f.name).to(device) for f in fields(self)))
@@ -41,11 +42,12 @@ def bucket_lengths(max_len: int) -> tuple[int, ...]:
 
 
 def make_batches(encoded: list[tuple[list[int], list[int]]], labels, batch_size: int, max_len: int, *,
-                 shuffle: bool, seed: int = 0, pad_id: int = 0, shard: tuple[int, int] = (0, 1)) -> list[Batch]:
+                 shuffle: bool, seed: int = 0, pad_id: int = 0, shard: tuple[int, int] = (0, 1), gold=None) -> list[Batch]:
     """Batches of `encoded` (input_ids, token_type_ids) pairs, each of 1..max_len tokens.
 
     labels: one per example, ints (classification) or floats (regression); None
     or all None (Example.label on a test split) for unlabeled data, labeled -1.
+    gold: one bool per example, whether FinK trains on its label (default: every one).
 
     shuffle=False keeps dataset order within each bucket, buckets shortest first.
     shuffle=True permutes the examples within buckets and then the batches with
@@ -73,6 +75,7 @@ def make_batches(encoded: list[tuple[list[int], list[int]]], labels, batch_size:
         raise ValueError(f"need one int or float label per example, got {len(label_array)} "
                          f"of dtype {label_array.dtype} for {len(encoded)} examples")
     label_dtype = torch.float32 if label_array.dtype.kind == "f" else torch.long
+    gold = np.ones(len(encoded), dtype=bool) if gold is None else np.asarray(gold, dtype=bool)
     rng = np.random.default_rng(seed)
 
     # plan: (rows of encoded, number of real rows, length) per batch
@@ -108,5 +111,6 @@ def make_batches(encoded: list[tuple[list[int], list[int]]], labels, batch_size:
             labels=torch.as_tensor(label_array[rows], dtype=label_dtype),
             index=torch.from_numpy(rows.astype(np.int64)),
             valid=torch.from_numpy(valid),
+            gold=torch.from_numpy(gold[rows]),
         ))
     return batches

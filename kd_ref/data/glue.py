@@ -1,20 +1,23 @@
-"""GLUE tasks read from the original TSV release (the layout `python -m kd_ref.data.download` makes).
+"""Tasks: the GLUE table and the one reader of every task's files, GLUE's or the user's.
 
-One table (TASKS) says, per task, where its files live, which header columns hold
-the texts and the label, and the label order; one reader (read_split) handles all
-nine tasks. Conventions:
+One description (Task) says, per task, where its files live, which columns hold the
+texts and the label, the label order and the metrics; the nine GLUE tasks are entries
+of TASKS, a user's own data a Task made by kd_ref.data.own, and one reader (read_split,
+read_file) handles them all. Conventions:
 
-- <data_dir>/<Task.folder>/<split>.tsv, split in 'train', Task.dev_splits, Task.test_splits.
-- Fields are split on '\\t' only: quotes are data (MRPC/QNLI sentences contain '"').
-- UTF-8, an optional BOM (MRPC train/dev have one), '\\n' or '\\r\\n' line ends.
-- Example.label is an index into Task.labels, a float for STS-B (Task.labels is
+- GLUE: <data_dir>/<Task.folder>/<split>.tsv, split in 'train', Task.dev_splits,
+  Task.test_splits (the layout `python -m kd_ref.data.download` makes). A user's task
+  names its files (Task.files): TSV, CSV or JSON Lines (kd_ref.data.rows).
+- Example.label is an index into Task.labels, a float for regression (Task.labels is
   None), and None on the unlabeled test splits.
 - Any malformed file raises KdError naming the file and line.
 """
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from kd_ref.data.rows import read_table
 from kd_ref.plumbing.errors import KdError
 from kd_ref.plumbing.outputs import write_atomically
 
@@ -32,6 +35,27 @@ class Task:
     headerless: tuple[str, ...] = ()  # column names of train/dev files that have no header (CoLA)
     dev_splits: tuple[str, ...] = ("dev",)
     test_splits: tuple[str, ...] = ("test",)
+    score_range: tuple[float, float] | None = None  # regression: the scores a label may hold (STS-B: 0..5)
+    # the name a teacher's config.json (id2label) may give each class besides its label, as the
+    # Hugging Face `datasets` GLUE features name them: how a teacher fine-tuned elsewhere is matched
+    label_aliases: tuple[str, ...] = ()
+    files: tuple[tuple[str, str], ...] = ()  # a user's task: (split, path) of each file; GLUE: ()
+
+    def path(self, data_dir, split: str) -> Path:
+        """The file of a split: GLUE's <data_dir>/<folder>/<split>.tsv, or the user's file."""
+        splits = ("train",) + self.dev_splits + self.test_splits
+        if split not in splits:
+            raise KdError(f"{self.name} has no split {split!r}; splits: {', '.join(splits)}")
+        return Path(dict(self.files)[split]) if self.files else Path(data_dir) / self.folder / f"{split}.tsv"
+
+    def describe(self) -> dict | None:
+        """A user's task as a record (files, columns, labels, metrics) for the run folder and the
+        teacher's recipe; None for a GLUE task, which its name says."""
+        if not self.files:
+            return None
+        return {"name": self.name, "files": dict(self.files), "text_columns": [c for c in (self.text_a, self.text_b) if c],
+                "label_column": self.label_column, "labels": None if self.labels is None else list(self.labels),
+                "metrics": list(self.metrics)}
 
     @property
     def num_labels(self) -> int:
@@ -46,11 +70,15 @@ class Task:
 TASKS = {t.name: t for t in [
     # CoLA train/dev: source, label, original author's mark, sentence; no header.
     Task("cola", "CoLA", ("0", "1"), ("mcc",), "mcc", "sentence", None, "label",
-         headerless=("source", "label", "author_label", "sentence")),
-    Task("sst2", "SST-2", ("0", "1"), ("accuracy",), "accuracy", "sentence", None, "label"),
-    Task("mrpc", "MRPC", ("0", "1"), ("f1", "accuracy"), "f1", "#1 String", "#2 String", "Quality"),
-    Task("stsb", "STS-B", None, ("pearson", "spearman"), "pearson", "sentence1", "sentence2", "score"),
-    Task("qqp", "QQP", ("0", "1"), ("f1", "accuracy"), "f1", "question1", "question2", "is_duplicate"),
+         headerless=("source", "label", "author_label", "sentence"), label_aliases=("unacceptable", "acceptable")),
+    Task("sst2", "SST-2", ("0", "1"), ("accuracy",), "accuracy", "sentence", None, "label",
+         label_aliases=("negative", "positive")),
+    Task("mrpc", "MRPC", ("0", "1"), ("f1", "accuracy"), "f1", "#1 String", "#2 String", "Quality",
+         label_aliases=("not_equivalent", "equivalent")),
+    Task("stsb", "STS-B", None, ("pearson", "spearman"), "pearson", "sentence1", "sentence2", "score",
+         score_range=(0.0, 5.0)),
+    Task("qqp", "QQP", ("0", "1"), ("f1", "accuracy"), "f1", "question1", "question2", "is_duplicate",
+         label_aliases=("not_duplicate", "duplicate")),
     Task("mnli", "MNLI", ("contradiction", "entailment", "neutral"), ("accuracy",), "accuracy",
          "sentence1", "sentence2", "gold_label",
          dev_splits=("dev_matched", "dev_mismatched"), test_splits=("test_matched", "test_mismatched")),
@@ -58,7 +86,8 @@ TASKS = {t.name: t for t in [
          "question", "sentence", "label"),
     Task("rte", "RTE", ("entailment", "not_entailment"), ("accuracy",), "accuracy",
          "sentence1", "sentence2", "label"),
-    Task("wnli", "WNLI", ("0", "1"), ("accuracy",), "accuracy", "sentence1", "sentence2", "label"),
+    Task("wnli", "WNLI", ("0", "1"), ("accuracy",), "accuracy", "sentence1", "sentence2", "label",
+         label_aliases=("not_entailment", "entailment")),
 ]}
 
 
@@ -93,59 +122,42 @@ def resolve_data_dir(arg: str | None) -> Path:
 
 
 def read_split(data_dir, task: Task, split: str) -> list[Example]:
-    """All examples of <data_dir>/<task.folder>/<split>.tsv, in file order."""
-    splits = ("train",) + task.dev_splits + task.test_splits
-    if split not in splits:
-        raise KdError(f"{task.name} has no split {split!r}; splits: {', '.join(splits)}")
-    path = Path(data_dir) / task.folder / f"{split}.tsv"
+    """All examples of a split of the task (task.path), in file order."""
+    path = task.path(data_dir, split)
     if not path.is_file():
-        raise KdError(f"{path}: file not found (GLUE {task.folder} {split} split)")
-    rows = _read_tsv(path)
-    labeled = split not in task.test_splits
-    header_lines = 0 if labeled and task.headerless else 1
-    names = rows[0] if header_lines else task.headerless
-    wanted = (task.text_a, task.text_b, task.label_column if labeled else None)
-    for name in filter(None, wanted):
-        if name not in names:
-            raise KdError(f"{path}:1: header lacks column {name!r}; a GLUE {task.folder} {split} file "
-                          f"starts with a header naming its columns, {' and '.join(filter(None, wanted))} among them")
-    col_a, col_b, col_label = (names.index(n) if n else None for n in wanted)
-    if len(rows) == header_lines:
+        what = f"GLUE {task.folder} {split} split" if not task.files else f"{task.name} {split} file"
+        raise KdError(f"{path}: file not found ({what})")
+    return read_file(path, task, labeled=split not in task.test_splits, split=split)
+
+
+def read_file(path: Path, task: Task, *, labeled: bool, split: str) -> list[Example]:
+    """All examples of one file of the task (a split, or rows added by run.py --augment), in file
+    order; guids '<split>-<row>'. An unlabeled file (a test split) may lack the label column."""
+    return [Example(f"{split}-{row_no}", text_a, text_b, None if label is None else _parse_label(task, label, where))
+            for row_no, (where, text_a, text_b, label) in enumerate(records(path, task, labeled))]
+
+
+def records(path: Path, task: Task, labeled: bool) -> list[tuple[str, str, str | None, str | None]]:
+    """(file:line, text a, text b, label text) of every row, the label unparsed (None when unlabeled):
+    what read_file makes examples of, and what kd_ref.data.own finds a task's labels in."""
+    table = read_table(path, task.headerless if labeled else ())
+    wanted = [name for name in (task.text_a, task.text_b, task.label_column if labeled else None) if name]
+    for name in wanted if table.names is not None else ():
+        if name not in table.names:
+            raise KdError(f"{path}:1: header lacks column {name!r}; {task.name} reads the columns "
+                          f"{' and '.join(map(repr, wanted))}, the header names {', '.join(map(repr, table.names))}")
+    if not table.rows:
         raise KdError(f"{path}: header only, no data rows")
-
-    examples = []
-    for row_no, fields in enumerate(rows[header_lines:]):
-        where = f"{path}:{header_lines + row_no + 1}"
-        if len(fields) != len(names):
-            raise KdError(f"{where}: expected {len(names)} tab-separated columns, got {len(fields)}")
-        label = None if col_label is None else _parse_label(task, fields[col_label], where)
-        text_b = None if col_b is None else fields[col_b]
-        examples.append(Example(f"{split}-{row_no}", fields[col_a], text_b, label))
-    return examples
-
-
-def _read_tsv(path: Path) -> list[list[str]]:
-    """Lines of a TSV file split on tabs: BOM and '\\r\\n' removed, a final newline optional."""
-    try:
-        data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
-    except OSError as e:
-        raise KdError(f"{path}: cannot read ({e.strerror})") from None
-    if not data.strip():
-        raise KdError(f"{path}: file is empty")
-    # split bytes on '\n' only: str.splitlines would also break on \x85, \u2028, ... inside text
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    rows = []
-    for line_no, line in enumerate(lines, 1):
-        if b"\0" in line:
-            raise KdError(f"{path}:{line_no}: NUL byte, this is a binary file, not a GLUE TSV")
-        try:
-            text = line.removesuffix(b"\r").decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise KdError(f"{path}:{line_no}: not UTF-8 (byte {e.start + 1} of the line)") from None
-        rows.append(text.split("\t"))
-    return rows
+    out = []
+    for line_no, row in table.rows:
+        where = f"{path}:{line_no}"
+        for name in wanted:
+            if row.get(name) is None:
+                raise KdError(f"{where}: no {name!r}" if name not in row else
+                              f"{where}: {name!r} is not a string or a number")
+        out.append((where, row[task.text_a], row[task.text_b] if task.text_b else None,
+                    row[task.label_column] if labeled else None))
+    return out
 
 
 def _parse_label(task: Task, text: str, where: str) -> int | float:
@@ -157,8 +169,10 @@ def _parse_label(task: Task, text: str, where: str) -> int | float:
         score = float(text)
     except ValueError:
         score = None
-    if score is None or not 0.0 <= score <= 5.0:  # STS-B similarity is in [0, 5]; rejects nan, inf
-        raise KdError(f"{where}: {task.name} score {text!r} is not a number in [0, 5]")
+    low, high = task.score_range or (-math.inf, math.inf)
+    if score is None or not low <= score <= high or not math.isfinite(score):  # rejects nan, inf
+        within = f" in [{low:g}, {high:g}]" if task.score_range else ""
+        raise KdError(f"{where}: {task.name} score {text!r} is not a{' finite' if not within else ''} number{within}")
     return score
 
 

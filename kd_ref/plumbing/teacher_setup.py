@@ -21,13 +21,14 @@ from kd_ref.plumbing.checkpoint import load_bert, load_config, save_bert
 from kd_ref.plumbing.errors import KdError
 from kd_ref.plumbing.outputs import first_change, write_atomically
 from kd_ref.plumbing.resume import Checkpoints
+from kd_ref.plumbing.teacher_labels import match_labels
 from kd_ref.teacher import TeacherCache, estimate_cache_bytes, finetune, live_view
 
 
 # What a fine-tuned teacher depends on, kept in out/teacher/finetune.json to be checked on reuse.
 TEACHER_FLAGS = ("teacher_seed", "teacher_epochs", "teacher_lr", "teacher_batch_size", "max_len", "weight_decay",
                  "warmup", "holdout")
-OLD_DEFAULTS = {"holdout": 0.0}  # flags added since some finetune.json files were written, at their old behaviour
+OLD_DEFAULTS = {"holdout": 0.0, "data": None}  # flags added since some finetune.json files were written, at their old behaviour
 
 
 def prepare_teacher(args, task, train, dev, out: Path, device):
@@ -45,11 +46,14 @@ def prepare_teacher(args, task, train, dev, out: Path, device):
     if ready and args.holdout:
         saw_holdout(Path(args.teacher), args.holdout)
     recipe = {"teacher": str(Path(args.teacher).resolve()), "task": task.name,
-              **{flag: getattr(args, flag) for flag in TEACHER_FLAGS}}
+              **{flag: getattr(args, flag) for flag in TEACHER_FLAGS},
+              **({"data": task.describe()} if task.files else {})}  # your own data: its files, columns, labels
     if not ready and (saved / "model.safetensors").is_file():
         same_recipe(saved, recipe)
         print(f"teacher: reusing the fine-tuned teacher in {saved}")
         teacher, ready = load_bert(saved, num_labels=task.num_labels)
+    if ready:
+        match_labels(teacher, task, source)
     teacher.to(device)
     if not ready:
         checkpoints = Checkpoints(out, args.teacher_checkpoints_per_epoch, name="teacher-checkpoint", log=False)
@@ -159,7 +163,8 @@ def make_teacher_view(args, teacher, teacher_dir: Path, train, g, device, out: P
     key = {"teacher": str(weights.resolve()), "teacher_bytes": str(weights.stat().st_size),
            "teacher_mtime_ns": str(weights.stat().st_mtime_ns), "rows": str(len(train)), "tokens": str(tokens),
            "token_sum": str(sum(sum(ids) for ids, _ in train.pairs)), "layers": str(g), "dtype": str(dtype),
-           "forward": "bf16 autocast" if dtype == torch.bfloat16 else "fp32"}  # older caches lack it: recomputed
+           "forward": "bf16 autocast" if dtype == torch.bfloat16 else "fp32",  # older caches lack it: recomputed
+           **({"class_order": str(teacher.class_order)} if hasattr(teacher, "class_order") else {})}
     path = out / "teacher-cache.safetensors"
     # a teacher fine-tuned in another output folder (--teacher OTHER/teacher) left its outputs beside it
     found = next((p for p in (path, teacher_dir.parent / "teacher-cache.safetensors") if stored_key(p) == key), None)
