@@ -367,7 +367,7 @@ def run_main(args, locks: ExitStack):
     out.mkdir(parents=True, exist_ok=True)
     runs = [] if args.teacher_only else [out / f"{m}-s{s}" for m in methods for s in seeds]
     locks.enter_context(hold_all(runs, device))  # before any write into out
-    print(f"threads: {args.threads} (--threads)")
+    print(f"threads: {args.threads} (set with --threads or OMP_NUM_THREADS, else the cores free at start)")
     with hold_all([out / "teacher"], device, wait=True):  # shared by every sweep into out: one at a time
         teacher, teacher_dev, teacher_s, teacher_dir = prepare_teacher(args, task, train, dev, out, device)
         g = layer_map(teacher.config.num_hidden_layers, args.student_layers)
