@@ -12,7 +12,7 @@ import run
 from kd_ref import distill
 from kd_ref.plumbing import teacher_setup
 from kd_ref.plumbing.errors import KdError
-from tiny_task import write_stsb, write_tiny_task
+from tiny_task import log_lines as log, run_args as args, write_stsb, write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = {"0": "neg", "1": "pos"}
@@ -44,16 +44,6 @@ def tiny(tmp_path_factory) -> Path:
         (d / f"stsb-{split}.jsonl").write_text("".join(json.dumps(
             {"a": r[7], "b": r[8], **({"score": float(r[9])} if labeled else {})}) + "\n" for r in stsb))
     return d
-
-
-def args(tiny: Path, out: Path, *extra: str) -> list[str]:
-    return ["--data-dir", str(tiny / "data"), "--teacher", str(tiny / "teacher"), "--out", str(out),
-            "--max-len", "32", "--batch-size", "16", "--teacher-epochs", "1", "--epochs", "1",
-            "--episodes", "1", "--phases-per-epoch", "2", "--lr", "5e-4", "--teacher-lr", "5e-4", *extra]
-
-
-def log(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
 def predictions(path: Path) -> list[str]:

@@ -21,7 +21,7 @@ from kd_ref.data.tokenizer import BertTokenizer
 from kd_ref.plumbing import teacher_setup
 from kd_ref.plumbing.checkpoint import load_bert
 from kd_ref.plumbing.errors import KdError
-from tiny_task import write_stsb, write_tiny_task
+from tiny_task import log_lines as phases, run_args as args, write_stsb, write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,16 +32,6 @@ def tiny(tmp_path_factory) -> Path:
     write_tiny_task(d, n_train=240, n_dev=60, n_test=40, num_labels=3)  # another task's head: fine-tuned first
     write_stsb(d / "data")
     return d
-
-
-def args(tiny: Path, out: Path, *extra: str) -> list[str]:
-    return ["--data-dir", str(tiny / "data"), "--teacher", str(tiny / "teacher"), "--out", str(out),
-            "--max-len", "32", "--batch-size", "16", "--teacher-epochs", "1", "--epochs", "1",
-            "--episodes", "1", "--phases-per-epoch", "2", "--lr", "5e-4", "--teacher-lr", "5e-4", *extra]
-
-
-def phases(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
 def test_ksm_run_leaves_everything_a_paper_needs(tiny, tmp_path):

@@ -1,5 +1,6 @@
 """The tiny end-to-end setting several test files share: demo-generated data and a tiny
 random teacher (32 wide, 4 layers), saved in the Hugging Face layout."""
+import json
 from pathlib import Path
 
 import torch
@@ -37,3 +38,15 @@ def write_stsb(data: Path) -> None:
                 line += f"\t{4.0 if cols[3] == 'entailment' else 1.0:.3f}"
             lines.append(line)
         (data / "STS-B" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+
+
+def run_args(tiny: Path, out: Path, *extra: str) -> list[str]:
+    """run.py's flags for a quick run on the tiny task of `tiny` (write_tiny_task): one epoch, one episode."""
+    return ["--data-dir", str(tiny / "data"), "--teacher", str(tiny / "teacher"), "--out", str(out),
+            "--max-len", "32", "--batch-size", "16", "--teacher-epochs", "1", "--epochs", "1",
+            "--episodes", "1", "--phases-per-epoch", "2", "--lr", "5e-4", "--teacher-lr", "5e-4", *extra]
+
+
+def log_lines(run_dir: Path) -> list[dict]:
+    """A run's log.jsonl, a dict a line."""
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
