@@ -37,7 +37,7 @@ from kd_ref.data.own import task_from_args
 from kd_ref.data.splits import augmented, encode_split, hold_out, stratified_split
 from kd_ref.data.tokenizer import BertTokenizer
 from kd_ref.distill import CHOICES as DISTILL_CHOICES, DistillConfig, check_config, distill
-from kd_ref.evaluate import evaluate, gold_loss, predict_logits, predictions
+from kd_ref.evaluate import evaluate, evaluate_with_loss, predict_logits, predictions
 from kd_ref.plumbing import distributed
 from kd_ref.plumbing.checkpoint import load_config, save_bert
 from kd_ref.plumbing.cli import HelpFormatter, Parser, add_fields, integer, number
@@ -217,8 +217,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
             log.close()
     t0 = time.perf_counter()
     dev_metrics, dev_preds = evaluate(student, task, dev_batches, dev.labels)
-    holdout_metrics = None if holdout is None else {**evaluate(student, task, holdout_batches, holdout.labels)[0],
-                                                    "loss": gold_loss(student, holdout_batches)}
+    holdout_metrics = None if holdout is None else evaluate_with_loss(student, task, holdout_batches, holdout.labels)
     test_preds = None if test is None else predictions(task, predict_logits(student, batches(test), len(test)))
     times["eval_s"] = time.perf_counter() - t0
     held = "" if holdout_metrics is None else f", holdout {json.dumps(holdout_metrics)}"
@@ -302,7 +301,7 @@ def config_from(args, config_class, **overrides):
 def reward_score(model, task, batches, labels, score: str) -> dict:
     """A halving proxy run's score on the reward split: {'score': the number it is ranked by, the
     metrics, 'loss': the gold loss}."""
-    metrics = {**evaluate(model, task, batches, labels)[0], "loss": gold_loss(model, batches)}
+    metrics = evaluate_with_loss(model, task, batches, labels)
     return {"score": metrics[task.main_metric] if score == "metric" else -metrics["loss"], **metrics}
 
 

@@ -18,10 +18,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from kd_ref import losses
-
 from kd_ref.agent import KnowledgeSelectionAgent, N_KNOWLEDGE
 from kd_ref.corrupt import CORRUPTIBLE, corrupt_targets
-from kd_ref.evaluate import evaluate, gold_loss
+from kd_ref.evaluate import evaluate, evaluate_with_loss, gold_loss
 from kd_ref.fused import make_fused_loss
 from kd_ref.optim import make_optimizer
 from kd_ref.plumbing import distributed
@@ -253,7 +252,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                     if dev is not None:
                         record["dev"] = evaluate(student, dev[0], dev[1], dev[2])[0]
                     if holdout is not None:
-                        record["holdout"] = {**evaluate(student, *holdout)[0], "loss": gold_loss(student, holdout[1])}
+                        record["holdout"] = evaluate_with_loss(student, *holdout)
                     pending = (phase_state, action, record)
                     if checkpoints and checkpoints.due(phase, step == total):
                         if not all(torch.isfinite(p).all() for p in params):

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from kd_ref import losses
-
 from kd_ref.data.glue import Task
 from kd_ref.data.metrics import task_metrics
 from kd_ref.plumbing import distributed
@@ -52,3 +51,9 @@ def gold_loss(model, batches) -> float:
     model.train(was_training)
     total = distributed.sum_(total)
     return float(total[0] / total[1])
+
+
+def evaluate_with_loss(model, task: Task, batches, labels: np.ndarray) -> dict:
+    """The metrics of a labelled split and its gold loss ('loss'): the held-out rows' record, and a
+    halving proxy run's score."""
+    return {**evaluate(model, task, batches, labels)[0], "loss": gold_loss(model, batches)}

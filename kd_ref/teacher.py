@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import torch
 
 from kd_ref import losses
-
 from kd_ref.optim import make_optimizer
 from kd_ref.plumbing import distributed
 from kd_ref.plumbing.errors import NonFinite

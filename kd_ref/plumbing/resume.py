@@ -83,14 +83,13 @@ class Checkpoints:
         return self.complete() is not None
 
     def due(self, phase: int, last: bool) -> bool:
-        return last or (phase + 1) % self.every == 0
+        """every = 0: at the end of each run only."""
+        return last or (self.every > 0 and (phase + 1) % self.every == 0)
 
     def at_run_ends(self) -> "Checkpoints":
         """The same checkpoints, saved only at the end of each run: for halving's many short proxy runs,
         where a checkpoint per phase would cost more than redoing the proxy run."""
-        ends = Checkpoints(self.dir, self.every, self.name)
-        ends.log_path, ends.due = self.log_path, lambda phase, last: last
-        return ends
+        return Checkpoints(self.dir, 0, self.name, log=self.log_path is not None)
 
     def save(self, meta: dict, modules: dict, stateful: dict, loop: dict) -> None:
         """meta: position and times (JSON); modules: name -> nn.Module (weights); stateful:
