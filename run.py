@@ -50,7 +50,7 @@ from kd_ref.plumbing.report import write_report
 from kd_ref.plumbing.resume import Checkpoints
 from kd_ref.plumbing.teacher_setup import make_teacher_view, prepare_teacher
 from kd_ref.plumbing.threads import choose_threads
-from kd_ref.selectors import METHODS, SUBSET, SelectorConfig, check_method, make_selector
+from kd_ref.selectors import METHODS, SEARCHES, SUBSET, SelectorConfig, check_method, make_selector
 from kd_ref.student import build_student, default_layers, layer_map, layer_map_table, make_projections, student_config
 
 
@@ -132,9 +132,9 @@ def make_parser() -> Parser:
     g.add_argument("--alpha", type=number, default=SelectorConfig.alpha, help="kd: weight of ResK")
     g.add_argument("--beta", type=number, default=SelectorConfig.beta, help="pkd: weight of FeaK(cls) [ours]")
     g.add_argument("--search-budget", type=number, default=SelectorConfig.search_budget,
-                   help="halving [ours]: what its proxy runs cost in all, in final runs")
+                   help="halving, knockout [ours]: what their proxy runs cost in all, in final runs")
     g.add_argument("--search-score", default=SelectorConfig.search_score, choices=["metric", "loss"],
-                   help="halving [ours]: a proxy run's score on the reward split: the task's main metric, or "
+                   help="halving, knockout [ours]: a proxy run's score on the reward split: the task's main metric, or "
                         "minus the gold loss")
     add_fields(g, AgentConfig, AGENT_CHOICES, skip=("hard",))  # ksm-hard / ksm-soft set `hard`
     g.add_argument("--reward-split", default="train", choices=["train", "dev"],
@@ -192,7 +192,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
                                                                    shard=distributed.shard())]
     reward_batches, dev_batches = batches(reward_rows), batches(dev)
     holdout_batches = None if holdout is None else batches(holdout)
-    # halving scores its proxy runs on the reward split, a split of its own there (rows numbered from 0)
+    # a search (halving, knockout) scores its proxy runs on the reward split, a split of its own there (rows
+    # numbered from 0)
     scored_batches = batches(reward_rows.renumbered()) if selector.scores_episodes else None
     resume = checkpoints.load() if todo == "resume" else None
     if resume:
@@ -249,7 +250,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
 # Flags that may change between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "method", "seeds", "seed",
                      "checkpoint_every", "teacher_checkpoints_per_epoch", "threads", "keep_checkpoint"}
-# Flags only the episodes of ksm-* and halving read: a method without episodes is the same run whatever they are.
+# Flags only the episodes of ksm-* and the searches (halving, knockout) read: a method without episodes is the
+# same run whatever they are.
 KSM_ONLY = {f.name for f in dataclasses.fields(AgentConfig)} | {"episodes", "episode_fraction", "episode_data",
                                                                  "search_budget", "search_score"}
 
@@ -283,7 +285,7 @@ def same_flags(run_dir: Path, config: dict, what: str) -> None:
     not read. A flag its config.json does not record was added later, with the old behaviour as its
     default."""
     saved = json.loads((run_dir / "config.json").read_text())["args"]
-    skip = RESUMABLE_CHANGES | (set() if config["method"].startswith("ksm-") or config["method"] == "halving"
+    skip = RESUMABLE_CHANGES | (set() if config["method"].startswith("ksm-") or config["method"] in SEARCHES
                                 else KSM_ONLY)
     change = first_change(saved, json.loads(json.dumps(config["args"])), skip=skip, defaults=vars(parse_args([])))
     if change:
@@ -299,7 +301,7 @@ def config_from(args, config_class, **overrides):
 
 
 def reward_score(model, task, batches, labels, score: str) -> dict:
-    """A halving proxy run's score on the reward split: {'score': the number it is ranked by, the
+    """A search's proxy run's score on the reward split: {'score': the number it is ranked by, the
     metrics, 'loss': the gold loss}."""
     metrics = evaluate_with_loss(model, task, batches, labels)
     return {"score": metrics[task.main_metric] if score == "metric" else -metrics["loss"], **metrics}
@@ -419,8 +421,9 @@ def check_args(args, methods) -> None:
                        "alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"), "beta": (lambda v: v >= 0, "0 or more")})
     for m in methods:
         check_method(m)
-    if "halving" in methods and args.reward_split == "dev":
-        raise KdError("--method halving chooses on held-out rows of train: it cannot take --reward-split dev")
+    for m in set(methods) & set(SEARCHES):
+        if args.reward_split == "dev":
+            raise KdError(f"--method {m} chooses on held-out rows of train: it cannot take --reward-split dev")
 
 
 def check_fits(config, tokenizer, args) -> None:

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # The test on seeds no choice has seen (issue 27, part 3): seeds 6-10, nothing was chosen on them. Per task,
-# the selectors (halving, ksm-soft), random-soft, the best fixed subset of part 1 (chosen on held-out rows:
+# the selectors (halving, knockout, ksm-soft), random-soft, the best fixed subset of part 1 (chosen on held-out rows:
 # subset_table.py) and the control (subset-1111: all four with the selectors' normalisation), all with
 # --holdout 0.1 and --loss-norm ema (what auto gives the selectors), from subsets.sh's teacher. Runs go to
-# runs/fresh/TASK; the table: experiments/kd_table.py, paired by seed against the control.
+# runs/fresh/TASK; the tables: experiments/kd_table.py (paired by seed against the control) and
+# experiments/halving_table.py runs/fresh/TASK runs/subsets/TASK (halving's proxies against part 1's runs).
 # usage: experiments/fresh_seeds.sh TASK BEST_SUBSET PART   PART 0 or 1 splits the methods between two
-# processes (one thread each: OMP_NUM_THREADS=1 taskset -c N). Rerun to continue (--resume).
+# processes (one thread each: OMP_NUM_THREADS=1 taskset -c N): part 0 the searches (5 runs' time a seed), part 1
+# the control on every seed first (what halving is paired with), then the other three. SEEDS (default
+# "6 7 8 9 10") runs fewer. Rerun to continue (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/recipe.sh
-PARTS=("halving,subset-1111" "ksm-soft,random-soft,$2")
+PARTS=("halving,knockout" "subset-1111 ksm-soft,random-soft,$2")
 teacher_flags "$1" "runs/subsets/$1"
 python run.py "${TEACHER[@]}" --holdout 0.1 --teacher-only
-for seed in 6 7 8 9 10; do
-  python run.py --task "$1" --teacher "runs/subsets/$1/teacher" --student-layers "$STUDENT_LAYERS" --holdout 0.1 \
-    --lr "${STUDENT_LR[$1]}" --loss-norm ema --method "${PARTS[$3]}" --seed "$seed" --out "runs/fresh/$1" --resume
+for methods in ${PARTS[$3]}; do
+  for seed in ${SEEDS:-6 7 8 9 10}; do
+    python run.py --task "$1" --teacher "runs/subsets/$1/teacher" --student-layers "$STUDENT_LAYERS" --holdout 0.1 \
+      --lr "${STUDENT_LR[$1]}" --loss-norm ema --method "$methods" --seed "$seed" --out "runs/fresh/$1" --resume
+  done
 done

@@ -9,14 +9,20 @@
 # swapped word can make an acceptable sentence unacceptable, so the label an augmented row copies can be
 # wrong: run.py's default (no FinK on augmented rows) leaves such rows to the teacher's knowledge.
 # usage: experiments/own_data.sh TASK SEEDS [more run.py flags]     e.g. experiments/own_data.sh cola 1,2,3
-# env: OUT (default runs/own/TASK); ROWS=N keeps the first N rows of train and dev (a smoke test); AUG_COPIES
-# (default 4). Rerun to continue (--resume; an unfinished run continues from its checkpoint).
+# env: OUT (default runs/own/TASK); ROWS=N keeps the first N rows of train and dev (a smaller task or a smoke
+# test); AUG_COPIES (default 4); LR, the student's learning rate (default the task's in recipe.sh, required for a
+# task that has none there, such as sst2). Rerun to continue (--resume; an unfinished run continues from its checkpoint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/recipe.sh
 TASK=$1 SEEDS=$2
 shift 2
 OUT=${OUT:-runs/own/$TASK}
+LR=${LR:-${STUDENT_LR[$TASK]:-}}
+if [[ -z $LR ]]; then
+  echo "experiments/own_data.sh: no student learning rate for $TASK in experiments/recipe.sh: set LR" >&2
+  exit 2
+fi
 DATA=$OUT/data
 if [[ ! -f $DATA/task.json ]]; then
   python experiments/glue_as_csv.py "$TASK" "$DATA" ${ROWS:+--rows "$ROWS"}
@@ -33,7 +39,7 @@ else
   python run.py --task "$DATA/task.json" "${TEACHER[@]:2}" --teacher-only "$@"
   TEACHER=(--teacher "$OUT/plain/teacher")
 fi
-FLAGS=(--task "$DATA/task.json" "${TEACHER[@]}" --student-layers "$STUDENT_LAYERS" --lr "${STUDENT_LR[$TASK]}"
+FLAGS=(--task "$DATA/task.json" "${TEACHER[@]}" --student-layers "$STUDENT_LAYERS" --lr "$LR"
        --method all,kd,ksm-soft --seeds "$SEEDS" --resume)
 python run.py "${FLAGS[@]}" --out "$OUT/plain" "$@"
 python run.py "${FLAGS[@]}" --out "$OUT/augmented" --augment "$DATA/train_aug.csv" "$@"

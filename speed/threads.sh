@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Do two runs sharing a machine slow each other down (issue 28)? For each workload: one run alone, the same
-# two runs one after the other, the two at once, and one alone again; wall seconds of each, and the ratio of
-# the two at once (the later of the two to finish) to the two one after the other (their sum). Target: at
-# most 1.1, with the run alone as fast as before the change. Threads are run.py's default choice (no
+# Do two runs sharing a machine slow each other down (issue 28)? For each workload: two runs one after the
+# other (the first is the run alone), the two at once, and one alone again (AFTER=0 skips it); wall seconds of
+# each, and the ratio of the two at once (the later of the two to finish) to the two one after the other (their
+# sum). Target: at most 1.1, with the run alone as fast as before the change. The thread counts the runs hold
+# 30 s into the two at once (their claims, kd_ref/plumbing/threads.py) go to OUT/WORKLOAD-claims.txt. Threads are run.py's default choice (no
 # OMP_NUM_THREADS: kd_ref/plumbing/threads.py); FLAGS="--threads $(nproc)" gives the old default, one thread a
 # core in every run. Run it on an otherwise idle machine, and record the table in speed/BENCHMARKS.md.
 #
@@ -52,20 +53,20 @@ s() { cat "$OUT/$1.s"; }
 echo "| workload | alone before s | alone after s | two one after the other s (sum) | two at once s (each) | at once / after each other |"
 echo "|---|---|---|---|---|---|"
 for w in $WORKLOADS; do
-  one_run "$w" "$w-alone-before"
   one_run "$w" "$w-seq-1"
   one_run "$w" "$w-seq-2"
   one_run "$w" "$w-both-1" & first=$!
   one_run "$w" "$w-both-2" & second=$!
+  (sleep 30; for f in "${TMPDIR:-/tmp}/kd-ref-threads-$(id -u)"/*.claim; do echo "$(basename "$f"): $(cat "$f")"; done) \
+    > "$OUT/$w-claims.txt" 2>/dev/null &
   wait $first
   wait $second
-  one_run "$w" "$w-alone-after"
-  python3 - "$w" "$(s "$w-alone-before")" "$(s "$w-alone-after")" "$(s "$w-seq-1")" "$(s "$w-seq-2")" \
-    "$(s "$w-both-1")" "$(s "$w-both-2")" <<'EOF'
+  if [[ ${AFTER:-1} == 1 ]]; then one_run "$w" "$w-alone-after"; else echo - > "$OUT/$w-alone-after.s"; fi
+  python3 - "$w" "$(s "$w-seq-1")" "$(s "$w-alone-after")" "$(s "$w-seq-2")" "$(s "$w-both-1")" "$(s "$w-both-2")" <<'EOF'
 import sys
-w, before, after, seq1, seq2, both1, both2 = sys.argv[1], *map(float, sys.argv[2:])
-print(f"| {w} | {before:.1f} | {after:.1f} | {seq1 + seq2:.1f} ({seq1:.1f} + {seq2:.1f}) | {both1:.1f}, {both2:.1f} "
-      f"| {max(both1, both2) / (seq1 + seq2):.2f} |")
+w, before, after, seq2, both1, both2 = sys.argv[1], float(sys.argv[2]), sys.argv[3], *map(float, sys.argv[4:])
+print(f"| {w} | {before:.1f} | {after} | {before + seq2:.1f} ({before:.1f} + {seq2:.1f}) | {both1:.1f}, {both2:.1f} "
+      f"| {max(both1, both2) / (before + seq2):.2f} |")
 EOF
 done
 grep -h "^threads:" "$OUT"/*.log | sort | uniq -c | sed 's/^/  /' >&2  # the thread counts the runs chose

@@ -32,3 +32,17 @@ def test_rho_per_rung_winner_and_cost(tmp_path):
     assert "| 0 | 4 | 0.030 | 1.00 | 1.00 | -1.00, -1.00 |" in text and "| 1 | 2 | 0.060 | - | - | -, - |" in text
     assert "| 1 | subset-1111 | 80.00 | 81.00 | 80.00 | 2.50x |" in text
     assert "+1.50 ± 0.71 (2/2 ahead), t(1) = 3.00, sign p = 0.50; cost 2.50x" in text
+
+
+def test_the_control_beside_halving_is_paired_on_seeds_the_subsets_never_ran(tmp_path):
+    """Part 3's fresh seeds: halving and the control in one folder, the whole runs of every subset on other seeds."""
+    for s, d in {"1111": 0.80, "0111": 0.84, "1000": 0.70}.items():
+        write_run(tmp_path / "subsets", f"subset-{s}", 1, d, 100.0, [])
+    search = [{"event": "search", "rung": 0, "subset": s, "fraction": 0.03, "score": d, "f1": d, "loss": d}
+              for s, d in (("1111", 0.5), ("1000", 0.4), ("0111", 0.6, ))]
+    search[-1]["winner"] = "0111"
+    write_run(tmp_path / "fresh", "halving", 6, 0.83, 300.0, search)
+    write_run(tmp_path / "fresh", "subset-1111", 6, 0.82, 100.0, [])
+    text = "\n".join(module["halving_table"](tmp_path / "fresh", tmp_path / "subsets"))
+    assert "| 0 | 3 | 0.030 | 1.00 | 1.00 | -1.00, -1.00 |" in text
+    assert "| 6 | subset-0111 | 84.00 | 83.00 | 82.00 | 3.00x |" in text

@@ -97,7 +97,7 @@ def test_augmented_rows_reach_the_student_and_nothing_else(tiny, tmp_path, monke
     lines = (tiny / "data" / "RTE" / "train.tsv").read_text().splitlines()
     (tmp_path / "aug.tsv").write_text("\n".join([lines[0]] + [swapped(x) for x in lines[1:101]]) + "\n")
     seen = {"teacher": [], "student": [], "reward": [], "gold": []}
-    finetune, train_student, evaluate = teacher_setup.finetune, distill.train_student, run.evaluate
+    finetune, train_student, evaluate_with_loss = teacher_setup.finetune, distill.train_student, run.evaluate_with_loss
     pairs = lambda encoded: [tuple(map(tuple, p)) for p in encoded.pairs]
     tokens = lambda b: [tuple(ids[m.bool()].tolist()) for ids, m in zip(b.input_ids[b.valid], b.attention_mask[b.valid])]
 
@@ -113,11 +113,11 @@ def test_augmented_rows_reach_the_student_and_nothing_else(tiny, tmp_path, monke
 
     def spy_holdout(model, task, batches, labels):
         seen.setdefault("scored", []).append([t for b in batches for t in tokens(b)])
-        return evaluate(model, task, batches, labels)
+        return evaluate_with_loss(model, task, batches, labels)
 
     monkeypatch.setattr(teacher_setup, "finetune", spy_teacher)
     monkeypatch.setattr(distill, "train_student", spy_student)
-    monkeypatch.setattr(run, "evaluate", spy_holdout)
+    monkeypatch.setattr(run, "evaluate_with_loss", spy_holdout)
     run.main(args(tiny, tmp_path / "out", "--task", "rte", "--method", "ksm-soft", "--holdout", "0.25",
                   "--episode-fraction", "1", "--augment", str(tmp_path / "aug.tsv")))
     assert "cached logits and layers [0, 2, 4] for 280 rows" in capsys.readouterr().out  # 180 kept + 100 augmented
@@ -135,7 +135,8 @@ def test_augmented_rows_reach_the_student_and_nothing_else(tiny, tmp_path, monke
     assert final == set(seen["teacher"]) | augmented
     reward = {p for p in seen["teacher"] if p[0] in set(seen["reward"])}  # original rows, kept out of the episodes
     assert len(reward) == len(set(seen["reward"])) > 0 and episode == final - reward
-    held = seen["scored"][-1]  # the --holdout rows, scored after training
+    assert len(seen["scored"]) == 1  # the --holdout rows, scored once, after training (dev goes through evaluate)
+    held = seen["scored"][0]
     assert len(held) == 60 and set(held) <= ids(original) and not set(held) & ids(set(seen["teacher"]) | augmented)
     for gold in seen["gold"]:  # FinK: the original rows' labels only
         assert all(gold[p] == (p not in augmented) for p in gold)

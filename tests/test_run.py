@@ -275,15 +275,16 @@ def test_demo_runs_the_whole_pipeline_and_its_ksm_selects(tmp_path):
     final = torch.tensor([r["action"] for r in phases(run_dir) if r["run"] == "final"])
     assert (final.max(1).values - final.min(1).values).max() >= 0.3, final
 
-    demo(tmp_path / "demo", "--method", "all,ksm-soft,halving", "--corrupt", "resk", "--overwrite")  # teacher reused
+    demo(tmp_path / "demo", "--method", "all,ksm-soft,halving,knockout", "--corrupt", "resk", "--overwrite")  # teacher reused
     weights = mean_weights(tmp_path / "demo" / "ksm-soft-s1")
     assert weights[1] <= 0.2, weights
     score = {m: json.loads((tmp_path / "demo" / f"{m}-s1" / "metrics.json").read_text())["dev"]["accuracy"]
-             for m in ("all", "ksm-soft", "halving")}
+             for m in ("all", "ksm-soft", "halving", "knockout")}
     assert score["ksm-soft"] >= score["all"], score
-    # halving's proxy runs, scored on held-out rows of train, see the harm too: its winner leaves ResK out
-    assert search_log(tmp_path / "demo" / "halving-s1")[-1]["winner"][1] == "0"
-    assert score["halving"] >= score["all"], score
+    # the searches' proxy runs, scored on held-out rows of train, see the harm too: their winners leave ResK out
+    for search in ("halving", "knockout"):
+        assert search_log(tmp_path / "demo" / f"{search}-s1")[-1]["winner"][1] == "0", search
+        assert score[search] >= score["all"], score
 
 
 @pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--warmup", "1.5"), ("--gamma", "1.0"), ("--tau", "0.0"),
@@ -332,30 +333,31 @@ def search_log(run_dir: Path) -> list[dict]:
     return [r for r in phases(run_dir) if r.get("event") == "search"]
 
 
-@pytest.fixture(scope="module")
-def halving_tiny(tiny, tmp_path_factory):
-    """A halving run on the tiny task (its choice is checked on the demo task, whose teacher knows
+@pytest.fixture(scope="module", params=["halving", "knockout"])
+def search_tiny(tiny, tmp_path_factory, request):
+    """A search's run on the tiny task (its choice is checked on the demo task, whose teacher knows
     something: test_demo_runs_the_whole_pipeline_and_its_ksm_selects)."""
-    out = tmp_path_factory.mktemp("halving")
+    out = tmp_path_factory.mktemp(request.param)
     flags = ("--task", "rte", "--student-layers", "2", "--reward-fraction", "0.25", "--search-budget", "3")
-    run.main(args(tiny, out, *flags, "--method", "halving"))
-    return out, flags
+    run.main(args(tiny, out, *flags, "--method", request.param))
+    return out, flags, request.param
 
 
-def test_halving_scores_every_rung_and_its_final_run_is_the_winners_subset(tiny, halving_tiny):
-    out, flags = halving_tiny
-    search = search_log(out / "halving-s1")
-    assert [r["rung"] for r in search] == [0] * 12 + [1] * 6 + [2] * 3 + [3] * 2
+def test_a_search_scores_every_rung_and_its_final_run_is_the_winners_subset(tiny, search_tiny):
+    out, flags, method = search_tiny
+    search = search_log(out / f"{method}-s1")
+    rungs = {"halving": [0] * 12 + [1] * 6 + [2] * 3 + [3] * 2, "knockout": [0] * 5}[method]
+    assert [r["rung"] for r in search] == rungs
     assert all(r["score"] == r["accuracy"] and r["loss"] > 0 for r in search)
     winner = search[-1]["winner"]
     run.main(args(tiny, out, *flags, "--method", f"subset-{winner}", "--loss-norm", "ema"))
-    final = [r for r in phases(out / "halving-s1") if r.get("run") == "final"]
+    final = [r for r in phases(out / f"{method}-s1") if r.get("run") == "final"]
     assert final == phases(out / f"subset-{winner}-s1")  # bit for bit: losses, actions, dev scores
 
 
-def test_halving_never_reads_dev(tiny, halving_tiny, tmp_path):
+def test_a_search_never_reads_dev(tiny, search_tiny, tmp_path):
     """The same search with dev's labels scrambled: every proxy's score and the winner are unchanged."""
-    out, flags = halving_tiny
+    out, flags, method = search_tiny
     data = tmp_path / "data"
     shutil.copytree(tiny / "data", data)
     dev = (data / "RTE" / "dev.tsv").read_text().splitlines()
@@ -363,12 +365,12 @@ def test_halving_never_reads_dev(tiny, halving_tiny, tmp_path):
     (data / "RTE" / "dev.tsv").write_text("\n".join(
         [dev[0]] + ["\t".join(c[:-1] + [flipped[c[-1]]]) for c in (line.split("\t") for line in dev[1:])]) + "\n")
     shutil.copytree(out / "teacher", tmp_path / "run" / "teacher")
-    again = args(tiny, tmp_path / "run", *flags, "--method", "halving")
+    again = args(tiny, tmp_path / "run", *flags, "--method", method)
     again[again.index("--data-dir") + 1] = str(data)
     run.main(again)
-    assert search_log(tmp_path / "run" / "halving-s1") == search_log(out / "halving-s1")
+    assert search_log(tmp_path / "run" / f"{method}-s1") == search_log(out / f"{method}-s1")
     trained = lambda d: [(r["action"], r["losses"]) for r in phases(d) if r.get("run") == "final"]
-    assert trained(tmp_path / "run" / "halving-s1") == trained(out / "halving-s1")  # and so is the final run
+    assert trained(tmp_path / "run" / f"{method}-s1") == trained(out / f"{method}-s1")  # and so is the final run
 
 
 @pytest.mark.parametrize("case", ["no teacher", "no data folder", "empty data folder", "bad flag"])

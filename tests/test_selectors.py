@@ -112,7 +112,7 @@ def test_state_dict_round_trip(method):
 @pytest.mark.parametrize("method", ["ksm", "subset-011", "subset-01111", "subset-0121", "subset-"])
 def test_unknown_method_lists_the_choices(method):
     with pytest.raises(KdError, match=f"--method {method}: unknown; expected one of finetune, kd, pkd, all, random-soft, "
-                                      "random-hard, ksm-soft, ksm-hard, halving, or subset-XXXX"):
+                                      "random-hard, ksm-soft, ksm-hard, halving, knockout, or subset-XXXX"):
         make(method)
 
 
@@ -163,6 +163,26 @@ def test_halving_ranks_each_rung_and_gives_the_survivors_more_rows():
     assert restored.scores == selector.scores and restored.winner() == (1, 0, 0, 0)
 
 
-def test_halving_needs_a_positive_budget():
+def test_knockout_runs_all_and_each_one_out_on_a_fifth_of_the_budget_and_ties_go_to_all():
+    selector = make("knockout", SelectorConfig(search_budget=1.5))
+    assert selector.candidates == [(1, 1, 1, 1), (0, 1, 1, 1), (1, 0, 1, 1), (1, 1, 0, 1), (1, 1, 1, 0)]
+    assert selector.rungs == [5] and selector.episodes(None) == 5 and selector.normalised
+    assert [selector.episode_fraction(e, None) for e in range(5)] == pytest.approx([0.3] * 5)
+    # FinK out scores best, RelK out ties with it on the metric but has the higher loss
+    scores = {(0, 1, 1, 1): (0.8, 0.4), (1, 1, 1, 0): (0.8, 0.5)}
+    for _ in range(5):
+        action = tuple(int(a) for a in selector.act(torch.zeros(RAW), explore=True))
+        score, loss = scores.get(action, (0.7, 0.3))
+        record = selector.end_episode({"score": score, "loss": loss})
+    assert record["winner"] == "0111"
+    flat = make("knockout")
+    for _ in range(5):
+        flat.act(torch.zeros(RAW), explore=True)
+        record = flat.end_episode({"score": 0.7, "loss": 0.3})
+    assert record["winner"] == "1111"  # nothing to tell them apart: the control
+
+
+@pytest.mark.parametrize("method", ["halving", "knockout"])
+def test_a_search_needs_a_positive_budget(method):
     with pytest.raises(KdError, match="--search-budget 0.0: must be a positive"):
-        make("halving", SelectorConfig(search_budget=0.0))
+        make(method, SelectorConfig(search_budget=0.0))

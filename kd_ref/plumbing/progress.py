@@ -14,12 +14,15 @@ rate: a KSM run's later episodes and its final run). When the stream is a file o
 pipe (a log, CI), the same line is written as a plain line of its own every
 `plain_interval` seconds, at every milestone (run.py: a phase end) and at the end,
 so that a redirected run still says how far it is. Under torchrun only rank 0 writes.
+Each update also lets the run's thread count follow the runs beside it (threads.rebalance):
+every long loop updates a Progress once a step.
 """
 
 import sys
 import time
 
 from kd_ref.plumbing import distributed
+from kd_ref.plumbing.threads import rebalance
 
 
 def format_duration(seconds: float) -> str:
@@ -83,6 +86,7 @@ class Progress:
         stream gets a line now."""
         self.step += n
         self.fields.update(fields)
+        rebalance()
         if self.tty:
             due = self.last_draw is None or self.clock() - self.last_draw >= self.min_interval
             if due or self.step >= self.total:

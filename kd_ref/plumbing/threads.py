@@ -1,16 +1,24 @@
-"""How many CPU threads a run uses: the cores nobody else is using when it starts.
+"""How many CPU threads a run uses: the cores nobody else is using, shared with the runs beside it.
 
 torch's default is one thread per core. Two runs side by side then ask for twice
 the cores there are, and the threads of each spin while they wait for cores the
 other holds: two `run.py --demo` at once took 311 s each on 2 cores, one alone
 29 s, the same two with one thread each 39 s (issue 28). So by default run.py takes
 the cores free at its start: the cores it may run on, less those busy over 0.2 s
-(from /proc/stat, else the load average), less those other kd-ref runs of this
-user have claimed. The claims close the gap of two runs started at once, which
-would each find the machine idle: a run measures and claims under one lock (per
-user, in the temporary folder), holds its claim (an flock on a file named by its pid) while it lives, and the
-kernel drops it when the run dies, however it dies. Time in niced processes counts
-as free: they yield their core to a run, so its threads do not wait on them.
+(from /proc/stat, else the load average) that no other kd-ref run explains, less
+those other runs of this user were given by a count (--threads, OMP_NUM_THREADS),
+shared evenly with the other runs that chose theirs this way. A run measures and
+claims under one lock (per user, in the temporary folder), so two runs started at
+once take turns; it holds its claim (an flock on a file named by its pid) while it
+lives, and the kernel drops it when the run dies, however it dies.
+
+A run started first takes the whole machine; a later one would find it all claimed.
+So every run looks again now and then (rebalance, from each step's progress update,
+at most every REBALANCE_S): its share is the cores it found at start less the counted
+claims, divided among the runs that share. The first run gives a core back when a
+second starts, and each takes the whole machine again once it is alone.
+Time in niced processes counts as free: they yield their core to a run, so its
+threads do not wait on them.
 
 --threads N sets the number; so does OMP_NUM_THREADS, if set, when --threads is not.
 """
@@ -26,6 +34,7 @@ from kd_ref.plumbing.errors import KdError
 
 CLAIMS = Path(tempfile.gettempdir()) / f"kd-ref-threads-{os.getuid()}"
 MEASURE_S = 0.2
+REBALANCE_S = 5.0
 
 
 def affinity() -> set[int]:
@@ -74,9 +83,10 @@ def busy_cores(seconds: float = MEASURE_S) -> float:
     return busy
 
 
-def live_claims(folder: Path) -> int:
-    """Threads claimed by kd-ref runs still alive; the claims of dead runs are removed."""
-    claimed = 0
+def live_claims(folder: Path) -> list[tuple[int, bool]]:
+    """(threads, shares) of every kd-ref run still alive but this process; shares: its count was chosen here
+    (and follows rebalance), not given. The claims of dead runs are removed."""
+    claims = []
     for path in folder.glob("*.claim"):
         if path.stem == str(os.getpid()):
             continue  # this process's earlier run (the tests run several in one process)
@@ -88,16 +98,25 @@ def live_claims(folder: Path) -> int:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             path.unlink(missing_ok=True)  # we could lock it: its run is gone
         except BlockingIOError:
-            claimed += int(os.pread(fd, 20, 0).decode() or 0)
+            fields = os.pread(fd, 20, 0).decode().split()  # "3 shares" or "3 counted"
+            if fields and fields[0].isdigit():  # empty: a run between creating and writing its claim
+                claims.append((int(fields[0]), fields[1:] == ["shares"]))
         finally:
             os.close(fd)
-    return claimed
+    return claims
+
+
+def share(usable: float, claims: list[tuple[int, bool]]) -> int:
+    """One sharing run's cores: `usable` less the others' counted claims, split evenly with the other sharing runs."""
+    counted = sum(n for n, shares in claims if not shares)
+    sharing = 1 + sum(shares for _, shares in claims)
+    return max(1, int((usable - counted) // sharing))
 
 
 def claim_threads(wanted: int | None, folder: Path | None = None) -> int:
-    """`wanted` threads, or when None the cores free now (at least 1); claimed in folder (default CLAIMS)
-    for this process until it exits. Measure and claim happen under one lock, so runs started at once
-    take turns. Without a usable claims folder the measure alone decides. (torchrun sets
+    """`wanted` threads, or when None this run's share of the cores free now (at least 1); claimed in folder
+    (default CLAIMS) for this process until it exits. Measure and claim happen under one lock, so runs started
+    at once take turns. Without a usable claims folder the measure alone decides. (torchrun sets
     OMP_NUM_THREADS=1 for its processes unless told otherwise: choose_threads keeps it.)"""
     folder = folder or CLAIMS
     try:
@@ -107,26 +126,47 @@ def claim_threads(wanted: int | None, folder: Path | None = None) -> int:
         return wanted or max(1, int(usable_cores() - busy_cores() + 0.5))
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)
-        if wanted is None:
-            taken = max(busy_cores(), live_claims(folder))
-            wanted = max(1, int(usable_cores() - taken + 0.5))
-        claim(folder, wanted)
+        shares = wanted is None
+        if shares:
+            claims = live_claims(folder)
+            foreign = max(0.0, busy_cores() - sum(n for n, _ in claims))  # busy, and no kd-ref run's doing
+            usable = usable_cores() - int(foreign + 0.5)
+            wanted = share(usable, claims)
+            _sharing.update(usable=usable, folder=folder, next=time.monotonic() + REBALANCE_S)
+        else:
+            _sharing.clear()
+        claim(folder, wanted, shares)
     finally:
         os.close(guard)
     return wanted
 
 
 _held = []  # the open claim file of this process: closing it would drop the claim
+_sharing = {}  # a run whose count was chosen here: the cores it found at start (usable), its claims folder
 
 
-def claim(folder: Path, threads: int) -> None:
+def claim(folder: Path, threads: int, shares: bool = False) -> None:
     for old in _held:  # a second run in one process (the tests) replaces its claim; flock would block on it
         os.close(old)
     _held.clear()
     fd = os.open(folder / f"{os.getpid()}.claim", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    os.write(fd, str(threads).encode())
+    os.write(fd, f"{threads} {'shares' if shares else 'counted'}".encode())
     _held.append(fd)
+
+
+def rebalance(now: float | None = None) -> None:
+    """A sharing run's threads set to its share beside the runs alive now; at most
+    every REBALANCE_S, a few file locks each time. Called from the main thread (each step's progress
+    update): torch's thread count belongs to the thread that sets it."""
+    now = time.monotonic() if now is None else now
+    if not _sharing or now < _sharing["next"]:
+        return
+    _sharing["next"] = now + REBALANCE_S
+    threads = share(_sharing["usable"], live_claims(_sharing["folder"]))
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+        os.pwrite(_held[0], f"{threads} shares".ljust(20).encode(), 0)
 
 
 def choose_threads(flag: int | None) -> int:
