@@ -4,7 +4,7 @@
 # subset_table.py) and the control (subset-1111: all four with the selectors' normalisation), all with
 # --holdout 0.1 and --loss-norm ema (what auto gives the selectors), from subsets.sh's teacher. Runs go to
 # runs/fresh/TASK; the tables: experiments/kd_table.py (paired by seed against the control) and
-# experiments/halving_table.py runs/fresh/TASK runs/subsets/TASK (halving's proxies against part 1's runs).
+# experiments/search_table.py runs/fresh/TASK experiments/logs/subsets/TASK (the proxies against part 1's runs).
 # usage: experiments/fresh_seeds.sh TASK BEST_SUBSET PART   PART 0 or 1 splits the methods between two
 # processes (one thread each: OMP_NUM_THREADS=1 taskset -c N): part 0 the searches (5 runs' time a seed), part 1
 # the control on every seed first (what halving is paired with), then the other three. SEEDS (default

@@ -16,6 +16,7 @@ from pathlib import Path
 from kd_ref.plumbing import threads
 threads.busy_cores = lambda seconds=0: 0.0
 threads.usable_cores = lambda: 4
+threads.cpu_sample = lambda: None
 wanted = None if sys.argv[2] == "share" else int(sys.argv[2])
 torch.set_num_threads(threads.claim_threads(wanted, folder=Path(sys.argv[1])))
 print(torch.get_num_threads(), flush=True)
@@ -50,6 +51,7 @@ def own_sharing_state(monkeypatch):
 def idle_four_cores(monkeypatch):
     monkeypatch.setattr(threads, "busy_cores", lambda seconds=0: 0.0)
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(threads, "cpu_sample", lambda: None)  # rebalance: nothing busy since the last look
 
 
 def test_busy_cores_reads_proc_stat_over_a_short_interval():
@@ -88,6 +90,21 @@ def test_a_count_asked_for_is_left_to_its_run_and_never_rebalanced(tmp_path, idl
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_load_at_start_that_goes_is_taken_back_and_one_that_stays_is_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0: 1.0)  # busy at start: a run beside it importing torch
+    # /proc/stat at each look, {core: (busy jiffies, all jiffies)}: idle, then cores 0 and 1 busy throughout
+    samples = iter([{c: (0, 0) for c in range(4)}, {c: (0, 100) for c in range(4)},
+                    {0: (100, 200), 1: (100, 200), 2: (0, 200), 3: (0, 200)}])
+    monkeypatch.setattr(threads, "cpu_sample", lambda: next(samples))
+    assert threads.claim_threads(None, folder=tmp_path) == 3
+    threads.rebalance(now=math.inf)  # nothing busy since the start: the load has gone
+    assert torch.get_num_threads() == 4
+    torch.set_num_threads(1)  # say ours ran one thread meanwhile: of the 2 busy cores, 1 is someone else's
+    threads.rebalance(now=math.inf)
+    assert torch.get_num_threads() == 3
 
 
 def test_rebalance_looks_at_most_every_few_seconds(tmp_path, idle_four_cores, monkeypatch):

@@ -14,9 +14,10 @@ lives, and the kernel drops it when the run dies, however it dies.
 
 A run started first takes the whole machine; a later one would find it all claimed.
 So every run looks again now and then (rebalance, from each step's progress update,
-at most every REBALANCE_S): its share is the cores it found at start less the counted
-claims, divided among the runs that share. The first run gives a core back when a
-second starts, and each takes the whole machine again once it is alone.
+at most every REBALANCE_S): its share is the cores less those others kept busy since
+its last look (as at the start), less the counted claims, divided among the runs that
+share. The first run gives a core back when a second starts, and each takes the whole
+machine again once it is alone.
 Time in niced processes counts as free: they yield their core to a run, so its
 threads do not wait on them.
 
@@ -66,21 +67,29 @@ def cpu_times(cores: set[int]) -> dict[int, tuple[float, float]] | None:
     return times or None
 
 
-def busy_cores(seconds: float = MEASURE_S) -> float:
-    """How many of this process's cores others kept busy over the next `seconds` (it sleeps meanwhile):
-    the cores of its affinity only, so that a container's busy host does not count."""
-    cores = affinity()
-    before = cpu_times(cores)
-    if before is None:
-        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    time.sleep(seconds)
-    after = cpu_times(cores) or {}
+def cpu_sample() -> dict | None:
+    """cpu_times of this process's cores: those of its affinity only, so that a container's busy host does
+    not count."""
+    return cpu_times(affinity())
+
+
+def busy_between(before: dict, after: dict) -> float:
+    """How many cores were busy between two cpu_samples."""
     busy = 0.0
     for core, (busy_after, total_after) in after.items():
         busy_before, total_before = before.get(core, (busy_after, total_after))
         if total_after > total_before:
             busy += (busy_after - busy_before) / (total_after - total_before)
     return busy
+
+
+def busy_cores(seconds: float = MEASURE_S) -> float:
+    """How many of this process's cores others kept busy over the next `seconds` (it sleeps meanwhile)."""
+    before = cpu_sample()
+    if before is None:
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    time.sleep(seconds)
+    return busy_between(before, cpu_sample() or {})
 
 
 def live_claims(folder: Path) -> list[tuple[int, bool]]:
@@ -132,7 +141,7 @@ def claim_threads(wanted: int | None, folder: Path | None = None) -> int:
             foreign = max(0.0, busy_cores() - sum(n for n, _ in claims))  # busy, and no kd-ref run's doing
             usable = usable_cores() - int(foreign + 0.5)
             wanted = share(usable, claims)
-            _sharing.update(usable=usable, folder=folder, next=time.monotonic() + REBALANCE_S)
+            _sharing.update(folder=folder, next=time.monotonic() + REBALANCE_S, sample=cpu_sample())
         else:
             _sharing.clear()
         claim(folder, wanted, shares)
@@ -142,7 +151,7 @@ def claim_threads(wanted: int | None, folder: Path | None = None) -> int:
 
 
 _held = []  # the open claim file of this process: closing it would drop the claim
-_sharing = {}  # a run whose count was chosen here: the cores it found at start (usable), its claims folder
+_sharing = {}  # a run whose count was chosen here: its claims folder, when to look next, the cpu_sample of its last look
 
 
 def claim(folder: Path, threads: int, shares: bool = False) -> None:
@@ -156,14 +165,20 @@ def claim(folder: Path, threads: int, shares: bool = False) -> None:
 
 
 def rebalance(now: float | None = None) -> None:
-    """A sharing run's threads set to its share beside the runs alive now; at most
-    every REBALANCE_S, a few file locks each time. Called from the main thread (each step's progress
-    update): torch's thread count belongs to the thread that sets it."""
+    """A sharing run's threads set to its share beside the runs alive now; at most every REBALANCE_S,
+    a read of /proc/stat and a few file locks each time. The cores busy since the last look that no
+    kd-ref run explains (by its threads) are left to their processes, as at the start; a load that has
+    gone (a run starting beside this one, importing torch) no longer counts. Called from the main thread
+    (each step's progress update): torch's thread count belongs to the thread that sets it."""
     now = time.monotonic() if now is None else now
     if not _sharing or now < _sharing["next"]:
         return
     _sharing["next"] = now + REBALANCE_S
-    threads = share(_sharing["usable"], live_claims(_sharing["folder"]))
+    sample, claims = cpu_sample(), live_claims(_sharing["folder"])
+    busy = busy_between(_sharing["sample"], sample) if _sharing["sample"] and sample else 0.0
+    _sharing["sample"] = sample
+    foreign = max(0.0, busy - sum(n for n, _ in claims) - torch.get_num_threads())
+    threads = share(usable_cores() - int(foreign + 0.5), claims)
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
         os.pwrite(_held[0], f"{threads} shares".ljust(20).encode(), 0)

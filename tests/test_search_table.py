@@ -1,9 +1,9 @@
-"""experiments/halving_table.py: halving's proxy scores ranked against whole runs, on folders written by hand."""
+"""experiments/search_table.py: the searches' proxy scores ranked against whole runs, on folders written by hand."""
 import json
 import runpy
 from pathlib import Path
 
-module = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "halving_table.py"))
+module = runpy.run_path(str(Path(__file__).parents[1] / "experiments" / "search_table.py"))
 
 
 def write_run(folder: Path, method: str, seed: int, dev: float, wall: float, log: list[dict]):
@@ -28,7 +28,7 @@ def test_rho_per_rung_winner_and_cost(tmp_path):
         search += [{"event": "search", "rung": 1, "subset": s, "fraction": 0.06, "score": d, "f1": d, "loss": d, **extra}
                    for s, d, extra in (("0111", 0.5, {}), ("1111", 0.6, {"winner": "1111"}))]
         write_run(tmp_path / "halving", "halving", seed, 0.80 + 0.01 * seed, 250.0, search)
-    text = "\n".join(module["halving_table"](tmp_path / "halving", tmp_path / "subsets"))
+    text = "\n".join(module["search_table"](tmp_path / "halving", tmp_path / "subsets"))
     assert "| 0 | 4 | 0.030 | 1.00 | 1.00 | -1.00, -1.00 |" in text and "| 1 | 2 | 0.060 | - | - | -, - |" in text
     assert "| 1 | subset-1111 | 80.00 | 81.00 | 80.00 | 2.50x |" in text
     assert "+1.50 ± 0.71 (2/2 ahead), t(1) = 3.00, sign p = 0.50; cost 2.50x" in text
@@ -43,6 +43,24 @@ def test_the_control_beside_halving_is_paired_on_seeds_the_subsets_never_ran(tmp
     search[-1]["winner"] = "0111"
     write_run(tmp_path / "fresh", "halving", 6, 0.83, 300.0, search)
     write_run(tmp_path / "fresh", "subset-1111", 6, 0.82, 100.0, [])
-    text = "\n".join(module["halving_table"](tmp_path / "fresh", tmp_path / "subsets"))
+    text = "\n".join(module["search_table"](tmp_path / "fresh", tmp_path / "subsets"))
     assert "| 0 | 3 | 0.030 | 1.00 | 1.00 | -1.00, -1.00 |" in text
     assert "| 6 | subset-0111 | 84.00 | 83.00 | 82.00 | 3.00x |" in text
+
+
+def test_a_search_under_way_shows_its_proxies_and_each_search_has_its_table(tmp_path):
+    for s, d in {"1111": 0.80, "0111": 0.84, "1000": 0.70, "1110": 0.78}.items():
+        write_run(tmp_path / "subsets", f"subset-{s}", 1, d, 100.0, [])
+    write_run(tmp_path / "fresh", "subset-1111", 6, 0.82, 100.0, [])
+    knockout = tmp_path / "fresh" / "knockout-s6"  # its search done, its final run not: no metrics.json yet
+    knockout.mkdir()
+    (knockout / "log.jsonl").write_text("".join(json.dumps(
+        {"event": "search", "rung": 0, "subset": s, "fraction": 0.3, "score": d, "f1": d, "loss": 1 - d}) + "\n"
+        for s, d in (("1111", 0.6), ("0111", 0.7), ("1110", 0.5))))
+    write_run(tmp_path / "fresh", "halving", 6, 0.83, 250.0, [{"event": "search", "rung": 0, "subset": s,
+              "fraction": 0.03, "score": d, "f1": d, "loss": d, "winner": "1000"} for s, d in (("1000", 0.9),)])
+    text = "\n".join(module["search_table"](tmp_path / "fresh", tmp_path / "subsets"))
+    assert "### mrpc: halving's proxies" in text and "### mrpc: knockout's proxies" in text
+    assert "| 0 | 3 | 0.300 | 1.00 | 1.00 | 1.00, 1.00 |" in text  # knockout: 0111 > 1111 > 1110, as whole runs
+    assert "| 6 | (searching) | nan |  | 82.00 |  |" in text
+    assert "| 6 | subset-1000 | 70.00 | 83.00 | 82.00 | 2.50x |" in text
