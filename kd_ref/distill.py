@@ -308,8 +308,11 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
             e_seed = seed * 100 + (e if cfg.episode_data == "fresh" else 0)
             if resumed is None:
                 torch.manual_seed(e_seed)
+            # a search's proxy run is scored once, at its end: no phase rewards (on MRPC they cost halving's
+            # first rung more than its training did: 12 evaluations of the reward split for 15 steps)
             timed_run("episodes_s", train=episode_rows(episode_train, selector.episode_fraction(e, cfg), seed),
-                      seed=e_seed, run="episode", episode=e, learn=True, reward_batches=reward_batches,
+                      seed=e_seed, run="episode", episode=e, learn=True,
+                      reward_batches=None if selector.scores_episodes else reward_batches,
                       resume=resumed, saves=checkpoints.at_run_ends() if checkpoints and selector.scores_episodes
                       else checkpoints, episodes=n_episodes,
                       after=final_steps + sum(math.ceil(final_steps * n / len(train)) for n in sizes[e + 1:]))
