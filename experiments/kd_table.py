@@ -85,7 +85,9 @@ def paired_test(diffs: list[float]) -> str:
     """The paired t statistic of differences (n - 1 degrees of freedom) and the two-sided sign test's
     p (ties dropped): the two tests the selection tables print beside mean ± sd."""
     n, mean = len(diffs), statistics.mean(diffs)
-    sd = statistics.stdev(diffs) if n > 1 else 0.0
+    if n < 2:
+        return "one seed: no test"
+    sd = statistics.stdev(diffs)
     t = mean / (sd / math.sqrt(n)) if sd > 0 else math.copysign(math.inf, mean)
     wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
     tail = sum(math.comb(wins + losses, i) for i in range(min(wins, losses) + 1)) / 2 ** (wins + losses)
