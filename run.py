@@ -421,9 +421,9 @@ def check_args(args, methods) -> None:
                        "alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"), "beta": (lambda v: v >= 0, "0 or more")})
     for m in methods:
         check_method(m)
-    for m in set(methods) & set(SEARCHES):
-        if args.reward_split == "dev":
-            raise KdError(f"--method {m} chooses on held-out rows of train: it cannot take --reward-split dev")
+    searches = [m for m in methods if m in SEARCHES]
+    if searches and args.reward_split == "dev":
+        raise KdError(f"--method {searches[0]} chooses on held-out rows of train: it cannot take --reward-split dev")
 
 
 def check_fits(config, tokenizer, args) -> None:

@@ -47,12 +47,13 @@ def search_table(folder: Path, subsets: Path) -> list[str]:
     out = []
     for method, search in searched.items():
         if search:
-            out += method_table(method, search, {m["seed"]: m for m in beside if m["method"] == method}, beside, whole)
+            out += method_table(method, search, beside, whole)
     return out
 
 
-def method_table(method: str, search: dict, runs: dict, beside: list, whole: list) -> list[str]:
-    """One search's tables: search {seed: its search lines}, runs {seed: metrics of its finished runs}."""
+def method_table(method: str, search: dict, beside: list, whole: list) -> list[str]:
+    """One search's tables: search {seed: its search lines}; beside, the finished runs of its folder."""
+    runs = {m["seed"]: m for m in beside if m["method"] == method}
     main = whole[0]["main_metric"]
     whole_mean = {split: {s: statistics.mean(m[split][main] for m in whole if m["method"] == s)
                           for s in {m["method"] for m in whole}} for split in ("holdout", "dev")}

@@ -193,7 +193,7 @@ class SubsetSearch(Selector):
     found the ranking of truncated runs settles (about a third of a run); it bets that what one
     knowledge does shows beside the other three, as it did on MRPC (each knowledge's effect had the same
     sign in nearly every pair of subsets). Ties go to the lower gold loss, then to the earlier candidate
-(knockout's first is `all`).
+    (knockout's first is `all`).
     """
 
     learns = scores_episodes = True

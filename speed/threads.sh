@@ -3,8 +3,8 @@
 # other (the first is the run alone), the two at once, and one alone again (AFTER=0 skips it); wall seconds of
 # each, and the ratio of the two at once (the later of the two to finish) to the two one after the other (their
 # sum). Target: at most 1.1, with the run alone as fast as before the change. The thread counts the runs hold
-# 30 s into the two at once (their claims, kd_ref/plumbing/threads.py) go to OUT/WORKLOAD-claims.txt. Threads are run.py's default choice (no
-# OMP_NUM_THREADS: kd_ref/plumbing/threads.py); FLAGS="--threads $(nproc)" gives the old default, one thread a
+# 30 s into the two at once (their claims, kd_ref/plumbing/threads.py) go to OUT/WORKLOAD-claims.txt.
+# Threads are run.py's default choice (no OMP_NUM_THREADS: kd_ref/plumbing/threads.py); FLAGS="--threads $(nproc)" gives the old default, one thread a
 # core in every run. Run it on an otherwise idle machine, and record the table in speed/BENCHMARKS.md.
 #
 #   speed/threads.sh [OUT]                 # OUT: default out/threads (removed first)

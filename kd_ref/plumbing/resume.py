@@ -87,7 +87,7 @@ class Checkpoints:
         return last or (self.every > 0 and (phase + 1) % self.every == 0)
 
     def at_run_ends(self) -> "Checkpoints":
-        """The same checkpoints, saved only at the end of each run: for halving's many short proxy runs,
+        """The same checkpoints, saved only at the end of each run: for a search's many short proxy runs,
         where a checkpoint per phase would cost more than redoing the proxy run."""
         return Checkpoints(self.dir, 0, self.name, log=self.log_path is not None)
 

@@ -115,6 +115,12 @@ def live_claims(folder: Path) -> list[tuple[int, bool]]:
     return claims
 
 
+def free_of_others(busy: float, claims: list[tuple[int, bool]], own: int = 0) -> int:
+    """The cores left once those busy with work no kd-ref run explains (by its threads) are taken away."""
+    foreign = max(0.0, busy - sum(n for n, _ in claims) - own)
+    return usable_cores() - int(foreign + 0.5)
+
+
 def share(usable: float, claims: list[tuple[int, bool]]) -> int:
     """One sharing run's cores: `usable` less the others' counted claims, split evenly with the other sharing runs."""
     counted = sum(n for n, shares in claims if not shares)
@@ -138,9 +144,7 @@ def claim_threads(wanted: int | None, folder: Path | None = None) -> int:
         shares = wanted is None
         if shares:
             claims = live_claims(folder)
-            foreign = max(0.0, busy_cores() - sum(n for n, _ in claims))  # busy, and no kd-ref run's doing
-            usable = usable_cores() - int(foreign + 0.5)
-            wanted = share(usable, claims)
+            wanted = share(free_of_others(busy_cores(), claims), claims)
             _sharing.update(folder=folder, next=time.monotonic() + REBALANCE_S, sample=cpu_sample())
         else:
             _sharing.clear()
@@ -177,8 +181,7 @@ def rebalance(now: float | None = None) -> None:
     sample, claims = cpu_sample(), live_claims(_sharing["folder"])
     busy = busy_between(_sharing["sample"], sample) if _sharing["sample"] and sample else 0.0
     _sharing["sample"] = sample
-    foreign = max(0.0, busy - sum(n for n, _ in claims) - torch.get_num_threads())
-    threads = share(usable_cores() - int(foreign + 0.5), claims)
+    threads = share(free_of_others(busy, claims, own=torch.get_num_threads()), claims)
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
         os.pwrite(_held[0], f"{threads} shares".ljust(20).encode(), 0)
