@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kd_table import load, paired_test, signed  # noqa: E402
-from subset_table import spearman  # noqa: E402
+from kd_ref.data.metrics import spearman  # noqa: E402
 from kd_ref.selectors import SEARCHES  # noqa: E402
 
 CONTROL = "subset-1111"
@@ -92,7 +92,41 @@ def method_table(method: str, search: dict, beside: list, whole: list) -> list[s
     if diffs:
         out += ["", f"{method} against the control, paired by seed: {signed(diffs)}, {paired_test(diffs)}; "
                 f"cost {statistics.mean(costs):.2f}x the control's (mean)."]
-    return out + [""]
+    return out + [""] + score_choice(method, search, whole, main)
+
+
+def score_choice(method: str, search: dict, whole: list, main: str) -> list[str]:
+    """--search-score chosen where the whole runs share the search's seeds (experiments/search_score.sh,
+    part 1's seeds): per seed, the last rung's best proxy by the metric and by minus the gold loss (ties as
+    the selector breaks them), each with its whole run's held-out and dev score on that seed, and Spearman's
+    rho over the rung between each score and the same seed's whole-run held-out scores. Earlier rungs (halving)
+    were decided by the score the search ran with."""
+    same = {(m["seed"], m["method"]): m for m in whole}
+    rows, picked = [], {"metric": [], "loss": []}
+    for seed, lines in sorted(search.items()):
+        if "winner" not in lines[-1]:
+            continue
+        last = [r for r in lines if r["rung"] == lines[-1]["rung"]]
+        runs = [same.get((seed, "subset-" + r["subset"])) for r in last]
+        if None in runs:
+            continue
+        by = {"metric": min(range(len(last)), key=lambda i: (-last[i][main], last[i]["loss"])),
+              "loss": min(range(len(last)), key=lambda i: (last[i]["loss"], -last[i][main]))}
+        held = [m["holdout"][main] for m in runs]
+        cells = []
+        for score, i in by.items():
+            picked[score].append(held[i])
+            cells.append(f"{last[i]['subset']} | {100 * held[i]:.2f} | {100 * runs[i]['dev'][main]:.2f}")
+        rhos = [spearman([r[main] for r in last], held), spearman([-r["loss"] for r in last], held)] if len(last) > 2 else []
+        rows.append(f"| {seed} | {' | '.join(cells)} | " + ", ".join(f"{x:.2f}" for x in rhos) + " |")
+    if not rows:
+        return []
+    return ([f"#### {method}: the score to rank by (--search-score), on seeds the whole runs share", "",
+             f"| seed | best by {main} | its whole-run held-out | dev | best by gold loss | its whole-run held-out | "
+             f"dev | rho with the seed's whole-run held-out ({main}, loss) |", "|---|---|---|---|---|---|---|---|"]
+            + rows + ["", f"The winners' whole-run held-out {main}, mean over {len(rows)} seeds: by {main} "
+                      f"{100 * statistics.mean(picked['metric']):.2f}, by gold loss {100 * statistics.mean(picked['loss']):.2f}.",
+                      ""])
 
 
 if __name__ == "__main__":

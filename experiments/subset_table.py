@@ -20,10 +20,10 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kd_ref.data.metrics import spearman  # noqa: E402  (ties share their average rank)
 from kd_ref.plumbing.report import read_phase_records  # noqa: E402
 from kd_table import load, mean_std, signed  # noqa: E402
 
@@ -44,11 +44,6 @@ def with_digit(subset: str, k: int, digit: str) -> str:
     """subset-XXXX with its k-th knowledge's digit set to `digit`."""
     i = len("subset-") + k
     return subset[:i] + digit + subset[i + 1:]
-
-
-def spearman(x: list[float], y: list[float]) -> float:
-    rank = lambda v: np.argsort(np.argsort(v)).astype(float)
-    return float(np.corrcoef(rank(x), rank(y))[0, 1])
 
 
 def spans(folder: Path, subsets: list[str], seeds: list[int], main: str, dev_means: list[float]) -> list[str]:

@@ -64,3 +64,21 @@ def test_a_search_under_way_shows_its_proxies_and_each_search_has_its_table(tmp_
     assert "| 0 | 3 | 0.300 | 1.00 | 1.00 | 1.00, 1.00 |" in text  # knockout: 0111 > 1111 > 1110, as whole runs
     assert "| 6 | (searching) | nan |  | 82.00 |  |" in text
     assert "| 6 | subset-1000 | 70.00 | 83.00 | 82.00 | 2.50x |" in text
+
+
+def test_the_score_to_rank_by_on_seeds_the_whole_runs_share(tmp_path):
+    """Per seed, the last rung's best proxy by the metric and by the gold loss, each with its own whole run."""
+    held = {1: {"1111": 0.80, "0111": 0.84, "1110": 0.78}, 2: {"1111": 0.82, "0111": 0.81, "1110": 0.79}}
+    for seed, subsets in held.items():
+        for s, d in subsets.items():
+            write_run(tmp_path / "subsets", f"subset-{s}", seed, d, 100.0, [])
+        # the metric prefers 1110 on both seeds (its two others tie: they share a rank); the loss ranks as the
+        # seed's whole runs do
+        search = [{"event": "search", "rung": 0, "subset": s, "fraction": 0.3, "score": 0.9 if s == "1110" else 0.5,
+                   "f1": 0.9 if s == "1110" else 0.5, "loss": 1 - d} for s, d in subsets.items()]
+        search[-1]["winner"] = "1110"
+        write_run(tmp_path / "score", "knockout", seed, 0.78, 200.0, search)
+    text = "\n".join(module["search_table"](tmp_path / "score", tmp_path / "subsets"))
+    assert "| 1 | 1110 | 78.00 | 78.00 | 0111 | 84.00 | 84.00 | -0.87, 1.00 |" in text
+    assert "| 2 | 1110 | 79.00 | 79.00 | 1111 | 82.00 | 82.00 | -0.87, 1.00 |" in text
+    assert "by f1 78.50, by gold loss 83.00." in text
