@@ -8,16 +8,20 @@
 # usage: experiments/fresh_seeds.sh TASK BEST_SUBSET PART   PART 0 or 1 splits the methods between two
 # processes (one thread each: OMP_NUM_THREADS=1 taskset -c N): part 0 the searches (5 runs' time a seed), part 1
 # the control on every seed first (what halving is paired with), then the other three. SEEDS (default
-# "6 7 8 9 10") runs fewer. Rerun to continue (--resume).
+# "6 7 8 9 10") runs fewer; SEARCHES (default "halving,knockout") the searches of part 0, SEARCH_SCORE (default
+# metric) the score they rank their proxies by (run.py --search-score; experiments/search_score.sh chooses it on
+# part 1's seeds). Rerun to continue (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/recipe.sh
-PARTS=("halving,knockout" "subset-1111 ksm-soft,random-soft,$2")
+PARTS=("${SEARCHES:-halving,knockout}" "subset-1111 ksm-soft,random-soft,$2")
+SCORE=(--search-score "${SEARCH_SCORE:-metric}")  # read by the searches only: part 0
+[[ $3 == 0 ]] || SCORE=()
 teacher_flags "$1" "runs/subsets/$1"
 python run.py "${TEACHER[@]}" --holdout 0.1 --teacher-only
 for methods in ${PARTS[$3]}; do
   for seed in ${SEEDS:-6 7 8 9 10}; do
     python run.py --task "$1" --teacher "runs/subsets/$1/teacher" --student-layers "$STUDENT_LAYERS" --holdout 0.1 \
-      --lr "${STUDENT_LR[$1]}" --loss-norm ema --method "$methods" --seed "$seed" --out "runs/fresh/$1" --resume
+      --lr "${STUDENT_LR[$1]}" --loss-norm ema --method "$methods" "${SCORE[@]}" --seed "$seed" --out "runs/fresh/$1" --resume
   done
 done
