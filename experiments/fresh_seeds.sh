@@ -3,14 +3,15 @@
 # the selectors (halving, knockout, ksm-soft), random-soft, the best fixed subset of part 1 (chosen on held-out rows:
 # subset_table.py) and the control (subset-1111: all four with the selectors' normalisation), all with
 # --holdout 0.1 and --loss-norm ema (what auto gives the selectors), from subsets.sh's teacher. Runs go to
-# runs/fresh/TASK; the tables: experiments/kd_table.py (paired by seed against the control) and
-# experiments/search_table.py runs/fresh/TASK experiments/logs/subsets/TASK (the proxies against part 1's runs).
-# usage: experiments/fresh_seeds.sh TASK BEST_SUBSET PART   PART 0 or 1 splits the methods between two
-# processes (one thread each: OMP_NUM_THREADS=1 taskset -c N): part 0 the searches (5 runs' time a seed), part 1
-# the control on every seed first (what the searches are paired with), then the best subset (BEST_SUBSET, its
-# digits: 0111), then ksm-soft and random-soft. SEEDS (default "6 7 8 9 10") runs fewer; SEARCHES (default "halving,knockout") the searches of part 0, SEARCH_SCORE (default
-# metric) the score they rank their proxies by (run.py --search-score; experiments/search_score.sh chooses it on
-# part 1's seeds). Rerun to continue (--resume).
+# runs/fresh/TASK; the tables: experiments/fresh_table.py runs/fresh/TASK subset-BEST (each method paired by seed
+# against the control, the best subset, ksm-soft and random-soft) and experiments/search_table.py runs/fresh/TASK
+# experiments/logs/subsets/TASK (the proxies against part 1's runs).
+# usage: experiments/fresh_seeds.sh TASK BEST PART   BEST: part 1's best subset by its digits (0111). PART 0 or 1
+# splits the methods between two processes (one thread each: OMP_NUM_THREADS=1 taskset -c N): part 0 the searches
+# (5 runs' time a seed), part 1 the control on every seed first (what the searches are paired with), then the best
+# subset, then ksm-soft and random-soft. SEEDS (default "6 7 8 9 10") runs fewer; SEARCHES (default
+# "halving,knockout") the searches of part 0; SEARCH_SCORE (default metric) the score they rank their proxies by
+# (run.py --search-score; experiments/search_score.sh chooses it on part 1's seeds). Rerun to continue (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/recipe.sh
