@@ -5,6 +5,8 @@
 For every <src>/<method>-s<seed>/ with a metrics.json (finished), copies config.json,
 metrics.json, log.jsonl and report.svg to <dst>/<method>-s<seed>/; never weights,
 checkpoints or predictions. experiments/kd_table.py reads the copies as it reads run folders.
+A search stopped once it named its winner (experiments/search_score.sh) has no metrics.json: its
+config.json and log.jsonl are copied, which is all experiments/search_table.py reads of it.
 """
 import shutil
 import sys
@@ -15,14 +17,21 @@ KEPT = ("config.json", "metrics.json", "log.jsonl", "report.svg")
 
 def collect(src: Path, dst: Path) -> list[str]:
     copied = []
-    for metrics in sorted(src.glob("*-s*/metrics.json")):
-        target = dst / metrics.parent.name
+    for run in sorted(src.glob("*-s*/")):
+        if not ((run / "metrics.json").is_file() or searched(run)):
+            continue
+        target = dst / run.name
         target.mkdir(parents=True, exist_ok=True)
         for name in KEPT:
-            if (metrics.parent / name).is_file():
-                shutil.copyfile(metrics.parent / name, target / name)
-        copied.append(metrics.parent.name)
+            if (run / name).is_file():
+                shutil.copyfile(run / name, target / name)
+        copied.append(run.name)
     return copied
+
+
+def searched(run: Path) -> bool:
+    """A search's log that names its winner: the search is finished, whatever became of its final run."""
+    return (run / "log.jsonl").is_file() and '"winner"' in (run / "log.jsonl").read_text()
 
 
 if __name__ == "__main__":

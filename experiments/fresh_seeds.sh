@@ -3,7 +3,7 @@
 # the selectors (halving, knockout, ksm-soft), random-soft, the best fixed subset of part 1 (chosen on held-out rows:
 # subset_table.py) and the control (subset-1111: all four with the selectors' normalisation), all with
 # --holdout 0.1 and --loss-norm ema (what auto gives the selectors), from subsets.sh's teacher. Runs go to
-# runs/fresh/TASK; the tables: experiments/fresh_table.py runs/fresh/TASK subset-BEST (each method paired by seed
+# runs/fresh/TASK; the tables: experiments/fresh_table.py runs/fresh/TASK BEST (each method paired by seed
 # against the control, the best subset, ksm-soft and random-soft) and experiments/search_table.py runs/fresh/TASK
 # experiments/logs/subsets/TASK (the proxies against part 1's runs).
 # usage: experiments/fresh_seeds.sh TASK BEST PART   BEST: part 1's best subset by its digits (0111). PART 0 or 1

@@ -1,10 +1,10 @@
 """The test on seeds no choice has seen (issue 27, part 3): every method of a fresh-seed folder against the
 control and the comparators the issue names, paired by seed.
 
-    python experiments/fresh_table.py experiments/logs/fresh/mrpc subset-0111
+    python experiments/fresh_table.py experiments/logs/fresh/mrpc 0111
 
 Reads the finished runs of the folder (experiments/fresh_seeds.sh: the searches, the control subset-1111
---loss-norm ema, ksm-soft, random-soft and part 1's best fixed subset, the second argument). Prints, per method,
+--loss-norm ema, ksm-soft, random-soft and part 1's best fixed subset, whose digits are the second argument). Prints, per method,
 its seeds and dev main metric (mean ± sd), and against each comparator (the control, the best subset, ksm-soft,
 random-soft) the per-seed difference over the seeds both ran: mean ± sd, seeds ahead, the paired t and the
 sign test's p; and its cost against the control's on the same seeds (CPU seconds where logged, else wall). The
@@ -50,4 +50,4 @@ def fresh_table(folder: Path, best: str) -> list[str]:
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         raise SystemExit(__doc__.strip().splitlines()[2].strip())
-    print("\n".join(fresh_table(Path(sys.argv[1]), sys.argv[2])))
+    print("\n".join(fresh_table(Path(sys.argv[1]), "subset-" + sys.argv[2])))
