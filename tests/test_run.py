@@ -355,6 +355,20 @@ def test_a_search_scores_every_rung_and_its_final_run_is_the_winners_subset(tiny
     assert final == phases(out / f"subset-{winner}-s1")  # bit for bit: losses, actions, dev scores
 
 
+def test_search_score_loss_ranks_the_same_proxies_by_their_gold_loss(tiny, search_tiny, tmp_path):
+    """--search-score loss (what issue 27's part 3 runs knockout with): the same proxy runs as the metric's,
+    each scored minus its gold loss, the winner the lowest loss."""
+    out, flags, method = search_tiny
+    shutil.copytree(out / "teacher", tmp_path / "teacher")
+    run.main(args(tiny, tmp_path, *flags, "--method", method, "--search-score", "loss"))
+    by_loss, by_metric = search_log(tmp_path / f"{method}-s1"), search_log(out / f"{method}-s1")
+    assert all(r["score"] == -r["loss"] for r in by_loss)
+    if method == "knockout":  # one rung: the very same proxies, ranked otherwise
+        strip = lambda rows: [{k: v for k, v in r.items() if k not in ("score", "winner")} for r in rows]
+        assert strip(by_loss) == strip(by_metric)
+        assert by_loss[-1]["winner"] == min(by_loss, key=lambda r: r["loss"])["subset"]
+
+
 def test_a_search_never_reads_dev(tiny, search_tiny, tmp_path):
     """The same search with dev's labels scrambled: every proxy's score and the winner are unchanged."""
     out, flags, method = search_tiny
