@@ -11,7 +11,9 @@ runs, the search's own dev score and cost (CPU seconds where logged) against the
 paired by seed, the control's run taken from the first folder where it is there (experiments/fresh_seeds.sh
 puts both in one folder), else from the second. The whole-run means are over the second folder's seeds,
 which need not be the search's: the ranking of the subsets is the task's. The issue's bar: rho at least
-0.6 on the first rung.
+0.6 on the first rung. Where the second folder has whole runs on the search's own seeds (part 1's seeds,
+experiments/search_score.sh), a last table chooses --search-score: each seed's best proxy by either score
+and its whole run.
 """
 import json
 import statistics
@@ -22,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kd_table import load, paired_test, signed  # noqa: E402
 from kd_ref.data.metrics import spearman  # noqa: E402
-from kd_ref.selectors import SEARCHES  # noqa: E402
+from kd_ref.selectors import SEARCHES, rank_key  # noqa: E402
 
 CONTROL = "subset-1111"
 
@@ -98,7 +100,7 @@ def method_table(method: str, search: dict, beside: list, whole: list) -> list[s
 def score_choice(method: str, search: dict, whole: list, main: str) -> list[str]:
     """--search-score chosen where the whole runs share the search's seeds (experiments/search_score.sh,
     part 1's seeds): per seed, the last rung's best proxy by the metric and by minus the gold loss (ties as
-    the selector breaks them), each with its whole run's held-out and dev score on that seed, and Spearman's
+    the selector breaks them: min keeps the earlier of equals, as its stable sort does), each with its whole run's held-out and dev score on that seed, and Spearman's
     rho over the rung between each score and the same seed's whole-run held-out scores. Earlier rungs (halving)
     were decided by the score the search ran with."""
     same = {(m["seed"], m["method"]): m for m in whole}
@@ -110,8 +112,8 @@ def score_choice(method: str, search: dict, whole: list, main: str) -> list[str]
         runs = [same.get((seed, "subset-" + r["subset"])) for r in last]
         if None in runs:
             continue
-        by = {"metric": min(range(len(last)), key=lambda i: (-last[i][main], last[i]["loss"])),
-              "loss": min(range(len(last)), key=lambda i: (last[i]["loss"], -last[i][main]))}
+        by = {"metric": min(range(len(last)), key=lambda i: rank_key(last[i][main], last[i]["loss"])),
+              "loss": min(range(len(last)), key=lambda i: rank_key(-last[i]["loss"], last[i]["loss"]))}
         held = [m["holdout"][main] for m in runs]
         cells = []
         for score, i in by.items():

@@ -20,7 +20,6 @@ import statistics
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kd_ref.data.metrics import spearman  # noqa: E402  (ties share their average rank)

@@ -176,6 +176,12 @@ class KsmSelector(Selector):
         self.agent.load_state_dict(state)
 
 
+def rank_key(score: float, gold_loss: float) -> tuple[float, float]:
+    """How a search orders its proxy runs: the higher score first; ties (a metric on a few hundred rows
+    often ties) to the lower gold loss, then, the sort being stable, to the earlier candidate."""
+    return -score, gold_loss
+
+
 class SubsetSearch(Selector):
     """halving and knockout [ours, after issue 27]: a search over fixed subsets by short whole runs.
 
@@ -222,13 +228,12 @@ class SubsetSearch(Selector):
         raise IndexError(episode)
 
     def standing(self, k: int) -> list[tuple]:
-        """Rung k's candidates, each rung ranked by the scores its episodes earned; ties (a metric on a
-        few hundred rows often ties) go to the lower gold loss, then to the earlier candidate."""
+        """Rung k's candidates, each rung ranked by the scores its episodes earned (rank_key)."""
         alive, first = list(self.candidates), 0
         for j in range(k):
             scores = self.scores[first:first + len(alive)]
             keep = self.rungs[j + 1] if j + 1 < len(self.rungs) else 1
-            alive = [alive[i] for i in sorted(range(len(alive)), key=lambda i: (-scores[i][0], scores[i][1]))[:keep]]
+            alive = [alive[i] for i in sorted(range(len(alive)), key=lambda i: rank_key(*scores[i]))[:keep]]
             first += self.rungs[j]
         return alive
 
