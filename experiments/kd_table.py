@@ -87,6 +87,8 @@ def paired_test(diffs: list[float]) -> str:
     n, mean = len(diffs), statistics.mean(diffs)
     if n < 2:
         return "one seed: no test"
+    if not any(diffs):  # t would be 0 / 0
+        return "equal on every seed: no test"
     sd = statistics.stdev(diffs)
     t = mean / (sd / math.sqrt(n)) if sd > 0 else math.copysign(math.inf, mean)
     wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)

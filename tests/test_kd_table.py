@@ -185,3 +185,4 @@ def test_paired_test_matches_scipy():
         p = stats.binomtest(sum(d > 0 for d in nonzero), len(nonzero)).pvalue
         assert paired_test(diffs) == f"t({len(diffs) - 1}) = {t:.2f}, sign p = {p:.2f}"
     assert paired_test([-0.04]) == "one seed: no test"  # not t(0) = -inf
+    assert paired_test([0.0, 0.0]) == "equal on every seed: no test"  # not t(1) = inf
