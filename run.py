@@ -132,10 +132,10 @@ def make_parser() -> Parser:
     g.add_argument("--alpha", type=number, default=SelectorConfig.alpha, help="kd: weight of ResK")
     g.add_argument("--beta", type=number, default=SelectorConfig.beta, help="pkd: weight of FeaK(cls) [ours]")
     g.add_argument("--search-budget", type=number, default=SelectorConfig.search_budget,
-                   help="halving, knockout [ours]: what their proxy runs cost in all, in final runs")
+                   help="halving, knockout, episode-ac [ours]: what their proxy runs cost in all, in final runs")
     g.add_argument("--search-score", default=SelectorConfig.search_score, choices=["metric", "loss"],
-                   help="halving, knockout [ours]: a proxy run's score on the reward split: the task's main metric, or "
-                        "minus the gold loss")
+                   help="halving, knockout, episode-ac [ours]: a proxy run's score on the reward split: the task's "
+                        "main metric, or minus the gold loss")
     add_fields(g, AgentConfig, AGENT_CHOICES, skip=("hard",))  # ksm-hard / ksm-soft set `hard`
     g.add_argument("--reward-split", default="train", choices=["train", "dev"],
                    help="'train': a held-out part of the training set [ours]; 'dev': the paper's choice, "
@@ -192,7 +192,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
                                                                    shard=distributed.shard())]
     reward_batches, dev_batches = batches(reward_rows), batches(dev)
     holdout_batches = None if holdout is None else batches(holdout)
-    # a search (halving, knockout) scores its proxy runs on the reward split, a split of its own there (rows
+    # a search (halving, knockout, episode-ac) scores its proxy runs on the reward split, a split of its own there (rows
     # numbered from 0)
     scored_batches = batches(reward_rows.renumbered()) if selector.scores_episodes else None
     resume = checkpoints.load() if todo == "resume" else None
@@ -250,8 +250,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
 # Flags that may change between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "method", "seeds", "seed",
                      "checkpoint_every", "teacher_checkpoints_per_epoch", "threads", "keep_checkpoint"}
-# Flags only the episodes of ksm-* and the searches (halving, knockout) read: a method without episodes is the
-# same run whatever they are.
+# Flags only the episodes of ksm-* and the searches (halving, knockout, episode-ac) read: a method without
+# episodes is the same run whatever they are.
 KSM_ONLY = {f.name for f in dataclasses.fields(AgentConfig)} | {"episodes", "episode_fraction", "episode_data",
                                                                  "search_budget", "search_score"}
 
@@ -280,14 +280,20 @@ def open_run_dir(args, run_dir: Path, config: dict, checkpoints: Checkpoints) ->
     return "fresh"
 
 
+# Flags whose default has changed: what a run whose config.json does not record them was made with (the flag
+# came later, with the behaviour then as its default).
+OLD_DEFAULTS = {"search_score": "metric"}  # the default became loss on 2026-12-02
+
+
 def same_flags(run_dir: Path, config: dict, what: str) -> None:
     """Reusing or continuing a run needs the flags it was made with, but for those its method does
     not read. A flag its config.json does not record was added later, with the old behaviour as its
-    default."""
+    default (OLD_DEFAULTS where that is no longer the default)."""
     saved = json.loads((run_dir / "config.json").read_text())["args"]
     skip = RESUMABLE_CHANGES | (set() if config["method"].startswith("ksm-") or config["method"] in SEARCHES
                                 else KSM_ONLY)
-    change = first_change(saved, json.loads(json.dumps(config["args"])), skip=skip, defaults=vars(parse_args([])))
+    change = first_change(saved, json.loads(json.dumps(config["args"])), skip=skip,
+                          defaults={**vars(parse_args([])), **OLD_DEFAULTS})
     if change:
         flag, old, now = change
         raise KdError(f"{run_dir} holds {what} made with --{flag.replace('_', '-')} {old} (now {now}): "

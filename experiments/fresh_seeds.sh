@@ -10,13 +10,13 @@
 # splits the methods between two processes (one thread each: OMP_NUM_THREADS=1 taskset -c N): part 0 the searches
 # (5 runs' time a seed), part 1 the control on every seed first (what the searches are paired with), then the best
 # subset, then ksm-soft and random-soft. SEEDS (default "6 7 8 9 10") runs fewer; SEARCHES (default
-# "halving,knockout") the searches of part 0; SEARCH_SCORE (default metric) the score they rank their proxies by
+# "halving,knockout") the searches of part 0; SEARCH_SCORE (default loss) the score they rank their proxies by
 # (run.py --search-score; experiments/search_score.sh chooses it on part 1's seeds). Rerun to continue (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/recipe.sh
 PARTS=("${SEARCHES:-halving,knockout}" "subset-1111 subset-$2 ksm-soft,random-soft")
-SCORE=(--search-score "${SEARCH_SCORE:-metric}")  # read by the searches only: part 0
+SCORE=(--search-score "${SEARCH_SCORE:-loss}")  # read by the searches only: part 0
 [[ $3 == 0 ]] || SCORE=()
 teacher_flags "$1" "runs/subsets/$1"
 python run.py "${TEACHER[@]}" --holdout 0.1 --teacher-only

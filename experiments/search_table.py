@@ -2,7 +2,7 @@
 
     python experiments/search_table.py runs/fresh/TASK experiments/logs/subsets/TASK
 
-Reads the search runs (run.py --method halving or knockout, log.jsonl's "search" lines: every proxy run's
+Reads the search runs (run.py --method halving, knockout or episode-ac, log.jsonl's "search" lines: every proxy run's
 subset, rung and score on the reward split) of the first folder, finished or not, and the whole runs of
 every fixed subset (experiments/subsets.sh, made with --holdout) of the second. Prints, per search and
 rung, Spearman's rho over the rung's subsets between the proxy scores (mean over seeds) and the whole runs'

@@ -53,7 +53,7 @@ class DistillConfig:
     episode_data: str = "same"
     temperature: float = 1.0        # ResK temperature [ours]
     # [ours] 'ema': divide each loss by a detached running mean of itself; 'auto': ema for the
-    # selectors that choose weights (random-*, ksm-*, halving, knockout), so that a weight means the same for
+    # selectors that choose weights (random-*, ksm-*, the searches), so that a weight means the same for
     # every knowledge whatever its raw scale, none for the fixed ones (finetune, kd, pkd, all, subset-*)
     loss_norm: str = "auto"
     # [ours] 'sum': the weights a selector chooses (random-*, ksm-*) are scaled to sum to 4 before use,
@@ -274,7 +274,7 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
             device, log, episode_train=None, reward_batches=None, reward_score=None, dev=None, holdout=None,
             checkpoints=None, resume=None) -> dict:
     """KSM episodes (when the selector learns), then the final run. Returns wall times in seconds.
-    A search (selectors.SubsetSearch: halving, knockout) runs its proxy runs as the episodes, each scored by
+    A search (selectors.SEARCHES: halving, knockout, episode-ac) runs its proxy runs as the episodes, each scored by
     reward_score(student) on the reward split.
 
     Every episode and the final run start from the same student and projections.

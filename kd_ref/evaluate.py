@@ -55,5 +55,5 @@ def gold_loss(model, batches) -> float:
 
 def evaluate_with_loss(model, task: Task, batches, labels: np.ndarray) -> dict:
     """The metrics of a labelled split and its gold loss ('loss'): the held-out rows' record, and a
-    search's proxy run's score (halving, knockout)."""
+    search's proxy run's score (halving, knockout, episode-ac)."""
     return {**evaluate(model, task, batches, labels)[0], "loss": gold_loss(model, batches)}

@@ -139,6 +139,13 @@ def test_resume_needs_the_same_flags_and_reuses_finished_runs(tiny, tmp_path):
         run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1"))
     run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1", "--resume"))  # reused, not redone
     assert (run_dir / "metrics.json").read_bytes() == metrics
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["args"]["search_score"]  # as a run made before the flag, whose default was then the metric
+    (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(KdError, match=r"made with --search-score metric \(now loss\)"):
+        run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1", "--resume"))
+    run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1", "--search-score", "metric", "--resume"))
+    assert (run_dir / "metrics.json").read_bytes() == metrics
     with pytest.raises(KdError, match="holds a finished run made with --lr 0.0005 \\(now 0.001\\)"):
         run.main(flags(tiny, tmp_path, "--epochs", "1", "--episodes", "1", "--lr", "1e-3", "--resume"))
     (run_dir / "metrics.json").unlink()  # as if it had died before finishing

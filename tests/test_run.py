@@ -275,16 +275,21 @@ def test_demo_runs_the_whole_pipeline_and_its_ksm_selects(tmp_path):
     final = torch.tensor([r["action"] for r in phases(run_dir) if r["run"] == "final"])
     assert (final.max(1).values - final.min(1).values).max() >= 0.3, final
 
-    demo(tmp_path / "demo", "--method", "all,ksm-soft,halving,knockout", "--corrupt", "resk", "--overwrite")  # teacher reused
+    demo(tmp_path / "demo", "--method", "all,ksm-soft,halving,knockout,episode-ac", "--corrupt", "resk",
+         "--overwrite")  # teacher reused
     weights = mean_weights(tmp_path / "demo" / "ksm-soft-s1")
     assert weights[1] <= 0.2, weights
     score = {m: json.loads((tmp_path / "demo" / f"{m}-s1" / "metrics.json").read_text())["dev"]["accuracy"]
-             for m in ("all", "ksm-soft", "halving", "knockout")}
+             for m in ("all", "ksm-soft", "halving", "knockout", "episode-ac")}
     assert score["ksm-soft"] >= score["all"], score
     # the searches' proxy runs, scored on held-out rows of train, see the harm too: their winners leave ResK out
-    for search in ("halving", "knockout"):
+    for search in ("halving", "knockout", "episode-ac"):
         assert search_log(tmp_path / "demo" / f"{search}-s1")[-1]["winner"][1] == "0", search
         assert score[search] >= score["all"], score
+    # episode-ac's first episode is knockout's first proxy run, `all` on a fifth of the budget: the same run
+    first = lambda m: {k: v for k, v in search_log(tmp_path / "demo" / f"{m}-s1")[0].items()
+                       if k in ("subset", "fraction", "accuracy", "loss")}
+    assert first("episode-ac") == first("knockout") and first("knockout")["subset"] == "1111"
 
 
 @pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--warmup", "1.5"), ("--gamma", "1.0"), ("--tau", "0.0"),
@@ -333,7 +338,7 @@ def search_log(run_dir: Path) -> list[dict]:
     return [r for r in phases(run_dir) if r.get("event") == "search"]
 
 
-@pytest.fixture(scope="module", params=["halving", "knockout"])
+@pytest.fixture(scope="module", params=["halving", "knockout", "episode-ac"])
 def search_tiny(tiny, tmp_path_factory, request):
     """A search's run on the tiny task (its choice is checked on the demo task, whose teacher knows
     something: test_demo_runs_the_whole_pipeline_and_its_ksm_selects)."""
@@ -346,27 +351,27 @@ def search_tiny(tiny, tmp_path_factory, request):
 def test_a_search_scores_every_rung_and_its_final_run_is_the_winners_subset(tiny, search_tiny):
     out, flags, method = search_tiny
     search = search_log(out / f"{method}-s1")
-    rungs = {"halving": [0] * 12 + [1] * 6 + [2] * 3 + [3] * 2, "knockout": [0] * 5}[method]
+    rungs = {"halving": [0] * 12 + [1] * 6 + [2] * 3 + [3] * 2, "knockout": [0] * 5, "episode-ac": [0] * 5}[method]
     assert [r["rung"] for r in search] == rungs
-    assert all(r["score"] == r["accuracy"] and r["loss"] > 0 for r in search)
+    assert all(r["score"] == -r["loss"] and r["loss"] > 0 for r in search)  # the default --search-score loss
     winner = search[-1]["winner"]
     run.main(args(tiny, out, *flags, "--method", f"subset-{winner}", "--loss-norm", "ema"))
     final = [r for r in phases(out / f"{method}-s1") if r.get("run") == "final"]
     assert final == phases(out / f"subset-{winner}-s1")  # bit for bit: losses, actions, dev scores
 
 
-def test_search_score_loss_ranks_the_same_proxies_by_their_gold_loss(tiny, search_tiny, tmp_path):
-    """--search-score loss (what issue 27's part 3 runs knockout with): the same proxy runs as the metric's,
-    each scored minus its gold loss, the winner the lowest loss."""
+def test_search_score_metric_ranks_the_same_proxies_by_the_metric(tiny, search_tiny, tmp_path):
+    """--search-score metric (the default before 2026-12-02): the same proxy runs as the loss's, each scored
+    by the reward split's main metric, the winner the highest, ties to the lower loss."""
     out, flags, method = search_tiny
     shutil.copytree(out / "teacher", tmp_path / "teacher")
-    run.main(args(tiny, tmp_path, *flags, "--method", method, "--search-score", "loss"))
-    by_loss, by_metric = search_log(tmp_path / f"{method}-s1"), search_log(out / f"{method}-s1")
-    assert all(r["score"] == -r["loss"] for r in by_loss)
+    run.main(args(tiny, tmp_path, *flags, "--method", method, "--search-score", "metric"))
+    by_metric, by_loss = search_log(tmp_path / f"{method}-s1"), search_log(out / f"{method}-s1")
+    assert all(r["score"] == r["accuracy"] for r in by_metric)
     if method == "knockout":  # one rung: the very same proxies, ranked otherwise
         strip = lambda rows: [{k: v for k, v in r.items() if k not in ("score", "winner")} for r in rows]
-        assert strip(by_loss) == strip(by_metric)
-        assert by_loss[-1]["winner"] == min(by_loss, key=lambda r: r["loss"])["subset"]
+        assert strip(by_metric) == strip(by_loss)
+        assert by_metric[-1]["winner"] == min(by_metric, key=lambda r: (-r["accuracy"], r["loss"]))["subset"]
 
 
 def test_a_search_never_reads_dev(tiny, search_tiny, tmp_path):

@@ -112,7 +112,8 @@ def test_state_dict_round_trip(method):
 @pytest.mark.parametrize("method", ["ksm", "subset-011", "subset-01111", "subset-0121", "subset-"])
 def test_unknown_method_lists_the_choices(method):
     with pytest.raises(KdError, match=f"--method {method}: unknown; expected one of finetune, kd, pkd, all, random-soft, "
-                                      "random-hard, ksm-soft, ksm-hard, halving, knockout, or subset-XXXX"):
+                                      "random-hard, ksm-soft, ksm-hard, halving, knockout, episode-ac, or "
+                                      "subset-XXXX"):
         make(method)
 
 
@@ -182,7 +183,59 @@ def test_knockout_runs_all_and_each_one_out_on_a_fifth_of_the_budget_and_ties_go
     assert record["winner"] == "1111"  # nothing to tell them apart: the control
 
 
-@pytest.mark.parametrize("method", ["halving", "knockout"])
+def search(selector, score):
+    """Run a search's episodes against a made-up score per subset; return its log lines."""
+    records = []
+    for _ in range(selector.episodes(None)):
+        action = tuple(int(a) for a in selector.act(torch.zeros(RAW), explore=True))
+        records.append(selector.end_episode({"score": score(action), "loss": 0.5}))
+    return records
+
+
+# planted effects on the score of switching each knowledge on, FinK ResK FeaK RelK, and the best subset
+ADDITIVE = [((-0.02, 0.0, 0.01, -0.01), "0110"), ((0.01, -0.01, 0.0, 0.005), "1011"), ((0.0, 0.0, 0.0, 0.0), "1111"),
+            ((-0.01, 0.02, -0.005, 0.01), "0101")]
+
+
+@pytest.mark.parametrize("effects, best", ADDITIVE)
+@pytest.mark.parametrize("seed", range(6))
+def test_episode_ac_finds_the_best_subset_of_additive_effects_in_five_episodes(effects, best, seed):
+    """Whatever order the seed explores in, the linear critic's argmax is the best of the 12 subsets, which
+    need not be one of those it ran (two or three knowledges off); nothing to tell apart leaves `all`."""
+    selector = make("episode-ac", SelectorConfig(search_budget=1.5), seed=seed)
+    assert selector.episodes(None) == 5 and selector.episode_fraction(3, None) == pytest.approx(0.3)
+    records = search(selector, lambda a: 0.8 + sum(e * x for e, x in zip(effects, a)))
+    assert records[0]["subset"] == records[0]["reference"] == "1111" and records[0]["reward"] == 0
+    assert len({r["subset"] for r in records}) == 5  # paired episodes are deterministic: none is run twice
+    assert records[-1]["winner"] == best and "winner" not in records[-2]
+    assert selector.act(torch.zeros(RAW), explore=False).tolist() == [int(d) for d in best]
+    for r in records[1:]:  # each episode's reward is its score minus its reference's, both run
+        ref = next(q for q in records if q["subset"] == r["reference"])
+        assert r["reward"] == pytest.approx(r["score"] - ref["score"])
+
+
+def test_episode_ac_explores_from_the_greedy_subset_and_a_restored_one_goes_on_alike():
+    """The first subset to beat `all` becomes the greedy one and the reference of what follows; the critic
+    holds each knowledge's effect as measured (the reward with its sign turned for a knowledge switched off)."""
+    effects = (-0.02, 0.0, 0.01, -0.01)
+    score = lambda a: 0.8 + sum(e * x for e, x in zip(effects, a))
+    selector = make("episode-ac", seed=3)  # the seed's order tries FeaK, then RelK, ResK, FinK
+    first = search(selector, score)
+    assert [r["subset"] for r in first] == ["1111", "1101", "1110", "1010", "0110"]
+    assert [r["reference"] for r in first] == ["1111", "1111", "1111", "1110", "1110"]
+    assert first[2]["critic"] == pytest.approx([0.0, 0.0, 0.01, -0.01])
+    assert first[-1]["critic"] == pytest.approx(list(effects))
+    half = make("episode-ac", seed=3)
+    search_two = [half.end_episode({"score": score(tuple(int(a) for a in half.act(torch.zeros(RAW), True))),
+                                    "loss": 0.5}) for _ in range(2)]
+    restored = make("episode-ac", seed=3)
+    restored.load_state_dict(half.state_dict())
+    rest = [restored.end_episode({"score": score(tuple(int(a) for a in restored.act(torch.zeros(RAW), True))),
+                                  "loss": 0.5}) for _ in range(3)]
+    assert search_two + rest == first
+
+
+@pytest.mark.parametrize("method", ["halving", "knockout", "episode-ac"])
 def test_a_search_needs_a_positive_budget(method):
     with pytest.raises(KdError, match="--search-budget 0.0: must be a positive"):
         make(method, SelectorConfig(search_budget=0.0))
