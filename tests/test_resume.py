@@ -46,7 +46,9 @@ def env():
 @pytest.mark.parametrize("method, extra, after", [
     ("ksm-soft", (), 0),
     # halving saves at the end of each proxy run: killed once a few of them are scored
-    ("halving", ("--search-budget", "2", "--reward-fraction", "0.2"), 3)])
+    ("halving", ("--search-budget", "2", "--reward-fraction", "0.2"), 3),
+    # episode-ac: its greedy subsets and references come back from the history it saved
+    ("episode-ac", ("--search-budget", "2", "--reward-fraction", "0.2"), 2)])
 def test_sigkill_mid_episode_then_rerun_is_bitwise_identical(tiny, tmp_path, method, extra, after):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     extra = ("--method", method, *extra)
