@@ -2,9 +2,10 @@
 control and the comparators the issue names, paired by seed.
 
     python experiments/fresh_table.py experiments/logs/fresh/mrpc 0111
+    python experiments/fresh_table.py runs/fresh/cola          # no best subset yet: part 1 unfinished
 
 Reads the finished runs of the folder (experiments/fresh_seeds.sh: the searches, the control subset-1111
---loss-norm ema, ksm-soft, random-soft and part 1's best fixed subset, whose digits are the second argument). Prints, per method,
+--loss-norm ema, ksm-soft, random-soft and part 1's best fixed subset, whose digits are the second argument, if it is known). Prints, per method,
 its seeds and dev main metric (mean ± sd), and against each comparator (the control, the best subset, ksm-soft,
 random-soft) the per-seed difference over the seeds both ran: mean ± sd, seeds ahead, the paired t and the
 sign test's p; and its cost against the control's on the same seeds (CPU seconds where logged, else wall). The
@@ -20,7 +21,7 @@ from kd_table import load, mean_std, paired_test, signed  # noqa: E402
 from search_table import CONTROL, spent  # noqa: E402
 
 
-def fresh_table(folder: Path, best: str) -> list[str]:
+def fresh_table(folder: Path, best: str | None) -> list[str]:
     runs = [m for m, _ in load(folder)]
     if not runs:
         raise SystemExit(f"fresh_table.py: no finished run in {folder}")
@@ -48,6 +49,6 @@ def fresh_table(folder: Path, best: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (2, 3):
         raise SystemExit(__doc__.strip().splitlines()[2].strip())
-    print("\n".join(fresh_table(Path(sys.argv[1]), "subset-" + sys.argv[2])))
+    print("\n".join(fresh_table(Path(sys.argv[1]), "subset-" + sys.argv[2] if len(sys.argv) == 3 else None)))
