@@ -72,9 +72,10 @@ def method_table(method: str, search: dict, beside: list, whole: list) -> list[s
         names = sorted(proxies)
         share = next(r["fraction"] for lines in search.values() for r in lines if r["rung"] == rung)
 
-        def rho(key, sign, split):
-            proxy = [sign * statistics.mean(r[key] for r in proxies[s]) for s in names]
-            return f"{spearman(proxy, [whole_mean[split][s] for s in names]):.2f}" if len(names) > 2 else "-"
+        def rho(key, sign, split):  # over the rung's subsets that have whole runs (part 1 may be unfinished)
+            known = [s for s in names if s in whole_mean[split]]
+            proxy = [sign * statistics.mean(r[key] for r in proxies[s]) for s in known]
+            return f"{spearman(proxy, [whole_mean[split][s] for s in known]):.2f}" if len(known) > 2 else "-"
         out.append(f"| {rung} | {len(names)} | {share:.3f} | {rho(main, 1, 'holdout')} | {rho(main, 1, 'dev')} | "
                    f"{rho('loss', -1, 'holdout')}, {rho('loss', -1, 'dev')} |")
     control = {m["seed"]: m for m in whole + beside if m["method"] == CONTROL}  # the first folder's last: it wins

@@ -66,6 +66,17 @@ def test_a_search_under_way_shows_its_proxies_and_each_search_has_its_table(tmp_
     assert "| 6 | subset-1000 | 70.00 | 83.00 | 82.00 | 2.50x |" in text
 
 
+def test_rho_is_over_the_subsets_part_1_has_run_when_it_is_unfinished(tmp_path):
+    """CoLA's part 1 ran 4 of 12 subsets when part 3 began: a proxy of a subset with no whole run is left out of rho."""
+    for s, d in {"1111": 0.80, "0111": 0.84, "1000": 0.70}.items():
+        write_run(tmp_path / "subsets", f"subset-{s}", 1, d, 100.0, [])
+    search = [{"event": "search", "rung": 0, "subset": s, "fraction": 0.3, "score": d, "f1": d, "loss": 1 - d}
+              for s, d in (("1111", 0.5), ("1000", 0.4), ("0111", 0.6), ("0110", 0.1))]
+    search[-1]["winner"] = "0111"
+    write_run(tmp_path / "fresh", "knockout", 6, 0.83, 200.0, search)
+    text = "\n".join(module["search_table"](tmp_path / "fresh", tmp_path / "subsets"))
+    assert "| 0 | 4 | 0.300 | 1.00 | 1.00 | 1.00, 1.00 |" in text  # 0110 (no whole run) left out
+
 def test_the_score_to_rank_by_on_seeds_the_whole_runs_share(tmp_path):
     """Per seed, the last rung's best proxy by the metric and by the gold loss, each with its own whole run."""
     held = {1: {"1111": 0.80, "0111": 0.84, "1110": 0.78}, 2: {"1111": 0.82, "0111": 0.81, "1110": 0.79}}
