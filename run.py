@@ -196,6 +196,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     # numbered from 0)
     scored_batches = batches(reward_rows.renumbered()) if selector.scores_episodes else None
     resume = checkpoints.load() if todo == "resume" else None
+    # the CPU seconds the processes before this one spent training (a checkpoint made before 2026-12-03 has none)
+    cpu_before_resume = resume["meta"]["times"].get("cpu_s", 0.0) if resume else 0.0
     if resume:
         at = resume["meta"]
         print(f"{method} seed {seed}: resuming from the checkpoint after {at['run']} run, episode {at['episode']}, "
@@ -237,7 +239,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
                **({} if augment is None else {"augment_rows": len(augment), "augment_fink": args.augment_fink}),
                "main_metric": task.main_metric, "reward_split": reward_note(args),
                "params": {"teacher": count(teacher), "student": count(student), "projections": count(projections)},
-               "wall_s": times, "cpu_s": time.process_time() - cpu0,
+               "wall_s": times, "cpu_s": time.process_time() - cpu0 + cpu_before_resume,
                "resumed_from": resume["meta"] if resume else None, "processes": distributed.world()}
     name = "demo (synthetic task)" if args.demo else task.name
     write_report(run_dir / "log.jsonl", run_dir / "report.svg", title=f"{name} {method} seed {seed}",

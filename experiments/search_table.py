@@ -34,9 +34,12 @@ def search_lines(run_dir: Path) -> list[dict]:
 
 
 def spent(metrics: dict) -> float:
-    """A run's cost: its CPU seconds where it logged them (runs sharing the machine do not inflate them),
-    else its wall time."""
-    return metrics.get("cpu_s") or sum(metrics["wall_s"].values())
+    """A run's cost: its CPU seconds where it logged them for the whole run (runs sharing the machine do not
+    inflate them), else its wall time. A run resumed from a checkpoint that carried no CPU seconds (made before
+    2026-12-03) logged only its last process's: its wall time it is."""
+    resumed = metrics.get("resumed_from")
+    whole = not resumed or "cpu_s" in resumed.get("times", {})
+    return (metrics.get("cpu_s") if whole else None) or sum(metrics["wall_s"].values())
 
 
 def search_table(folder: Path, subsets: Path) -> list[str]:

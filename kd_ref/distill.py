@@ -286,12 +286,16 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
     start_proj = {k: v.clone() for k, v in projections.state_dict().items()}
     model = distributed.wrap(Trainee(student, projections))
     at = resume["meta"] if resume else {"run": "episode", "episode": 0, "times": {}}
-    times = {"episodes_s": 0.0, **at["times"]}
+    times = {"episodes_s": 0.0, **{k: v for k, v in at["times"].items() if k != "cpu_s"}}
+    # CPU seconds spent here, the processes' before a resumption included: checkpoints carry them beside the
+    # wall times, so a resumed run's cost (run.py's metrics.json cpu_s) is the whole run's
+    cpu0 = time.process_time() - at["times"].get("cpu_s", 0.0)
 
     def timed_run(key, saves=checkpoints, **kw):
         """train_student, its wall time added to times[key]; checkpoints save the times so far."""
         t0 = time.perf_counter()
-        clock = lambda: {**times, key: times.get(key, 0.0) + time.perf_counter() - t0}
+        clock = lambda: {**times, key: times.get(key, 0.0) + time.perf_counter() - t0,
+                         "cpu_s": time.process_time() - cpu0}
         train_student(model, selector, teacher_view, cfg=cfg, g=g, device=device, log=log,
                       checkpoints=saves, clock=clock, **kw)
         times[key] = times.get(key, 0.0) + time.perf_counter() - t0

@@ -82,6 +82,9 @@ def test_sigkill_mid_episode_then_rerun_is_bitwise_identical(tiny, tmp_path, met
     assert (a / "dev_predictions.tsv").read_bytes() == (b / "dev_predictions.tsv").read_bytes()
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
     assert ma["dev"] == mb["dev"] and mb["resumed_from"]["step"] == at["step"] and ma["resumed_from"] is None
+    # the cost is the whole run's: the checkpoint carried the killed process's CPU seconds, metrics.json adds them
+    assert 0 < at["times"]["cpu_s"] == mb["resumed_from"]["times"]["cpu_s"] < mb["cpu_s"]
+    assert "cpu_s" not in mb["wall_s"]
 
 
 def test_a_crash_while_writing_leaves_a_complete_checkpoint(tmp_path):

@@ -93,3 +93,12 @@ def test_the_score_to_rank_by_on_seeds_the_whole_runs_share(tmp_path):
     assert "| 1 | 1110 | 78.00 | 78.00 | 0111 | 84.00 | 84.00 | -0.87, 1.00 |" in text
     assert "| 2 | 1110 | 79.00 | 79.00 | 1111 | 82.00 | 82.00 | -0.87, 1.00 |" in text
     assert "by f1 78.50, by gold loss 83.00." in text
+
+
+def test_the_cost_of_a_run_resumed_from_a_checkpoint_without_cpu_seconds_is_its_wall_time():
+    spent = module["spent"]
+    run = {"cpu_s": 400.0, "wall_s": {"episodes_s": 700.0, "final_s": 600.0}, "resumed_from": None}
+    assert spent(run) == 400.0
+    carried = {**run, "resumed_from": {"times": {"episodes_s": 700.0, "cpu_s": 650.0}}}
+    assert spent(carried) == 400.0  # its cpu_s already holds the 650 s before the kill
+    assert spent({**run, "resumed_from": {"times": {"episodes_s": 700.0}}}) == 1300.0  # made before 2026-12-03
