@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kd_table import load, mean_std, paired_test, signed  # noqa: E402
-from search_table import CONTROL, spent  # noqa: E402
+from search_table import CONTROL, cost_of  # noqa: E402
 
 
 def fresh_table(folder: Path, best: str | None) -> list[str]:
@@ -41,7 +41,7 @@ def fresh_table(folder: Path, best: str | None) -> list[str]:
             diffs = [mine[s]["dev"][main] - by[c][s]["dev"][main] for s in seeds]
             cells.append("" if c == method or not diffs else f"{signed(diffs)}, {paired_test(diffs)}")
         both = sorted(set(mine) & set(by.get(CONTROL, {})))
-        cost = (f"{statistics.mean(spent(mine[s]) / spent(by[CONTROL][s]) for s in both):.2f}x"
+        cost = (f"{statistics.mean(cost_of(mine[s], by[CONTROL][s]) for s in both):.2f}x"
                 if both and method != CONTROL else "")
         out.append(f"| {method} | {','.join(map(str, sorted(mine)))} | "
                    f"{mean_std([m['dev'][main] for m in mine.values()])} | " + " | ".join(cells) + f" | {cost} |")

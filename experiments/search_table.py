@@ -33,13 +33,16 @@ def search_lines(run_dir: Path) -> list[dict]:
     return [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if r.get("event") == "search"]
 
 
-def spent(metrics: dict) -> float:
-    """A run's cost: its CPU seconds where it logged them for the whole run (runs sharing the machine do not
-    inflate them), else its wall time. A run resumed from a checkpoint that carried no CPU seconds (made before
-    2026-12-03) logged only its last process's: its wall time it is."""
-    resumed = metrics.get("resumed_from")
-    whole = not resumed or "cpu_s" in resumed.get("times", {})
-    return (metrics.get("cpu_s") if whole else None) or sum(metrics["wall_s"].values())
+def cost_of(run: dict, control: dict) -> float:
+    """A run's cost against the control's: the ratio of their CPU seconds (runs sharing the machine do not
+    inflate them) where both logged them for the whole run, else of their wall times. A run resumed from a
+    checkpoint that carried no CPU seconds (made before 2026-12-03) logged only its last process's."""
+    def whole_cpu(m):
+        resumed = m.get("resumed_from")
+        return m.get("cpu_s") if not resumed or "cpu_s" in resumed.get("times", {}) else None
+    if whole_cpu(run) and whole_cpu(control):
+        return whole_cpu(run) / whole_cpu(control)
+    return sum(run["wall_s"].values()) / sum(control["wall_s"].values())
 
 
 def search_table(folder: Path, subsets: Path) -> list[str]:
@@ -88,7 +91,7 @@ def method_table(method: str, search: dict, beside: list, whole: list) -> list[s
     for seed, lines in sorted(search.items()):
         winner = "subset-" + lines[-1]["winner"] if "winner" in lines[-1] else "(searching)"
         c, run = control.get(seed), runs.get(seed)
-        cost = spent(run) / spent(c) if c and run else None
+        cost = cost_of(run, c) if c and run else None
         if c and run:
             diffs.append(run["dev"][main] - c["dev"][main])
             costs.append(cost)

@@ -95,10 +95,13 @@ def test_the_score_to_rank_by_on_seeds_the_whole_runs_share(tmp_path):
     assert "by f1 78.50, by gold loss 83.00." in text
 
 
-def test_the_cost_of_a_run_resumed_from_a_checkpoint_without_cpu_seconds_is_its_wall_time():
-    spent = module["spent"]
+
+def test_the_cost_of_a_run_resumed_from_a_checkpoint_without_cpu_seconds_is_by_wall_time():
+    cost_of = module["cost_of"]
+    control = {"cpu_s": 200.0, "wall_s": {"final_s": 260.0}, "resumed_from": None}
     run = {"cpu_s": 400.0, "wall_s": {"episodes_s": 700.0, "final_s": 600.0}, "resumed_from": None}
-    assert spent(run) == 400.0
-    carried = {**run, "resumed_from": {"times": {"episodes_s": 700.0, "cpu_s": 650.0}}}
-    assert spent(carried) == 400.0  # its cpu_s already holds the 650 s before the kill
-    assert spent({**run, "resumed_from": {"times": {"episodes_s": 700.0}}}) == 1300.0  # made before 2026-12-03
+    assert cost_of(run, control) == 2.0
+    carried = {**run, "resumed_from": {"times": {"episodes_s": 700.0, "cpu_s": 350.0}}}
+    assert cost_of(carried, control) == 2.0  # its cpu_s already holds the 350 s before the kill
+    before = {**run, "resumed_from": {"times": {"episodes_s": 700.0}}}  # made before 2026-12-03: 400 s is a part
+    assert cost_of(before, control) == 5.0  # 1300 s of wall time against 260
