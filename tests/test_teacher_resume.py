@@ -38,10 +38,12 @@ def flags(tiny: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture
-def one_thread():
-    """The killed run is a subprocess with OMP_NUM_THREADS=1: the in-process runs use one thread too."""
+def one_thread(monkeypatch):
+    """The killed run is a subprocess with OMP_NUM_THREADS=1: the in-process runs use one thread too (run.py
+    sets its threads from OMP_NUM_THREADS where it is set: a suite run with OMP_NUM_THREADS=2 gave 2)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     yield
     torch.set_num_threads(threads)
 
