@@ -132,10 +132,13 @@ def make_parser() -> Parser:
     g.add_argument("--alpha", type=number, default=SelectorConfig.alpha, help="kd: weight of ResK")
     g.add_argument("--beta", type=number, default=SelectorConfig.beta, help="pkd: weight of FeaK(cls) [ours]")
     g.add_argument("--search-budget", type=number, default=SelectorConfig.search_budget,
-                   help="halving, knockout, episode-ac [ours]: what their proxy runs cost in all, in final runs")
+                   help="halving, knockout(-gate), episode-ac [ours]: what their proxy runs cost in all, in final runs")
     g.add_argument("--search-score", default=SelectorConfig.search_score, choices=["metric", "loss"],
-                   help="halving, knockout, episode-ac [ours]: a proxy run's score on the reward split: the task's "
-                        "main metric, or minus the gold loss")
+                   help="halving, knockout(-gate), episode-ac [ours]: a proxy run's score on the reward split: the "
+                        "task's main metric, or minus the gold loss")
+    g.add_argument("--search-gate", type=number, default=SelectorConfig.search_gate,
+                   help="knockout-gate [ours]: the paired z (over the reward rows' gold losses) by which a subset's "
+                        "proxy must beat all's to be chosen")
     add_fields(g, AgentConfig, AGENT_CHOICES, skip=("hard",))  # ksm-hard / ksm-soft set `hard`
     g.add_argument("--reward-split", default="train", choices=["train", "dev"],
                    help="'train': a held-out part of the training set [ours]; 'dev': the paper's choice, "
@@ -177,7 +180,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     projections = make_projections(student.config.hidden_size, teacher.config.hidden_size, len(g)).to(device)
     selector = make_selector(method, student.config.hidden_size, teacher.config.hidden_size,
                              SelectorConfig(alpha=args.alpha, beta=args.beta, search_budget=args.search_budget,
-                                            search_score=args.search_score,
+                                            search_score=args.search_score, search_gate=args.search_gate,
                                             agent=config_from(args, AgentConfig, hard=method == "ksm-hard")),
                              seed=seed)
     cfg = config_from(args, DistillConfig)
@@ -211,7 +214,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
         times = distill(student, projections, selector, teacher_view, train, cfg, g=g, seed=seed, device=device,
                         log=log, episode_train=episode_train, reward_batches=reward_batches,
                         reward_score=lambda model: reward_score(model, task, scored_batches, reward_rows.labels,
-                                                                args.search_score),
+                                                                args.search_score, selector.per_row),
                         dev=(task, dev_batches, dev.labels),
                         holdout=None if holdout is None else (task, holdout_batches, holdout.labels),
                         checkpoints=checkpoints, resume=resume)
@@ -255,7 +258,7 @@ RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "metho
 # Flags only the episodes of ksm-* and the searches (halving, knockout, episode-ac) read: a method without
 # episodes is the same run whatever they are.
 KSM_ONLY = {f.name for f in dataclasses.fields(AgentConfig)} | {"episodes", "episode_fraction", "episode_data",
-                                                                 "search_budget", "search_score"}
+                                                                 "search_budget", "search_score", "search_gate"}
 
 
 def open_run_dir(args, run_dir: Path, config: dict, checkpoints: Checkpoints) -> str:
@@ -308,10 +311,10 @@ def config_from(args, config_class, **overrides):
     return config_class(**{n: getattr(args, n) for n in names}, **overrides)
 
 
-def reward_score(model, task, batches, labels, score: str) -> dict:
+def reward_score(model, task, batches, labels, score: str, per_row: bool) -> dict:
     """A search's proxy run's score on the reward split: {'score': the number it is ranked by, the
-    metrics, 'loss': the gold loss}."""
-    metrics = evaluate_with_loss(model, task, batches, labels)
+    metrics, 'loss': the gold loss, and with per_row 'row_losses': each row's}."""
+    metrics = evaluate_with_loss(model, task, batches, labels, per_row)
     return {"score": metrics[task.main_metric] if score == "metric" else -metrics["loss"], **metrics}
 
 

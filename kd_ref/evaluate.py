@@ -53,7 +53,12 @@ def gold_loss(model, batches) -> float:
     return float(total[0] / total[1])
 
 
-def evaluate_with_loss(model, task: Task, batches, labels: np.ndarray) -> dict:
+def evaluate_with_loss(model, task: Task, batches, labels: np.ndarray, per_row: bool = False) -> dict:
     """The metrics of a labelled split and its gold loss ('loss'): the held-out rows' record, and a
-    search's proxy run's score (halving, knockout, episode-ac)."""
-    return {**evaluate(model, task, batches, labels)[0], "loss": gold_loss(model, batches)}
+    search's proxy run's score (halving, knockout, knockout-gate, episode-ac). per_row adds 'row_losses',
+    each row's gold loss in the split's order (float64 numpy), for a test paired row by row (knockout-gate)."""
+    logits = predict_logits(model, batches, len(labels))
+    out = {**task_metrics(task, predictions(task, logits), labels), "loss": gold_loss(model, batches)}
+    if per_row:
+        out["row_losses"] = losses.fink_per_example(torch.from_numpy(logits), torch.as_tensor(labels)).double().numpy()
+    return out

@@ -56,21 +56,20 @@ def _check_layers(loss: str, students: list, teachers: list) -> None:
                           f"but teacher layer {i} has {list(t.shape)}")
 
 
-def fink(logits_s: Tensor, labels: Tensor, valid: Tensor, count: Tensor | None = None) -> Tensor:
-    """FinK, fine-tune knowledge (method.md item 1): the task loss against gold labels.
-
-    Classification: logits_s [B, C], labels [B] int; cross-entropy, mean over
-    valid examples.
-    Regression (STS-B): logits_s [B, 1], labels [B] float; squared error, mean
-    over valid examples.
-    """
+def fink_per_example(logits_s: Tensor, labels: Tensor) -> Tensor:
+    """FinK of each example, [B]: cross-entropy (logits [B, C], labels [B] int) or, for regression
+    (logits [B, 1], labels [B] float), squared error."""
     logits_s = logits_s.float()
-    labels = torch.where(valid.bool(), labels, 0)  # filler labels may hold anything: -100, NaN
     if logits_s.shape[-1] == 1:
-        per_example = (logits_s[:, 0] - labels.float()) ** 2
-    else:
-        per_example = F.cross_entropy(logits_s, labels, reduction="none")
-    return _valid_mean(per_example, valid, count)
+        return (logits_s[:, 0] - labels.float()) ** 2
+    return F.cross_entropy(logits_s, labels.long(), reduction="none")
+
+
+def fink(logits_s: Tensor, labels: Tensor, valid: Tensor, count: Tensor | None = None) -> Tensor:
+    """FinK, fine-tune knowledge (method.md item 1): the task loss against gold labels, mean over valid
+    examples (fink_per_example)."""
+    labels = torch.where(valid.bool(), labels, 0)  # filler labels may hold anything: -100, NaN
+    return _valid_mean(fink_per_example(logits_s, labels), valid, count)
 
 
 def resk(logits_s: Tensor, logits_t: Tensor, valid: Tensor, temperature: float = 1.0,

@@ -47,6 +47,8 @@ def env():
     ("ksm-soft", (), 0),
     # halving saves at the end of each proxy run: killed once a few of them are scored
     ("halving", ("--search-budget", "2", "--reward-fraction", "0.2"), 3),
+    # knockout-gate: all's per-row losses (episode 0), the reference of every later z, come back from its state
+    ("knockout-gate", ("--search-budget", "2", "--reward-fraction", "0.2"), 2),
     # episode-ac: its greedy subsets and references come back from the history it saved
     ("episode-ac", ("--search-budget", "2", "--reward-fraction", "0.2"), 2)])
 def test_sigkill_mid_episode_then_rerun_is_bitwise_identical(tiny, tmp_path, method, extra, after):

@@ -275,15 +275,16 @@ def test_demo_runs_the_whole_pipeline_and_its_ksm_selects(tmp_path):
     final = torch.tensor([r["action"] for r in phases(run_dir) if r["run"] == "final"])
     assert (final.max(1).values - final.min(1).values).max() >= 0.3, final
 
-    demo(tmp_path / "demo", "--method", "all,ksm-soft,halving,knockout,episode-ac", "--corrupt", "resk",
+    demo(tmp_path / "demo", "--method", "all,ksm-soft,halving,knockout,knockout-gate,episode-ac", "--corrupt", "resk",
          "--overwrite")  # teacher reused
     weights = mean_weights(tmp_path / "demo" / "ksm-soft-s1")
     assert weights[1] <= 0.2, weights
     score = {m: json.loads((tmp_path / "demo" / f"{m}-s1" / "metrics.json").read_text())["dev"]["accuracy"]
-             for m in ("all", "ksm-soft", "halving", "knockout", "episode-ac")}
+             for m in ("all", "ksm-soft", "halving", "knockout", "knockout-gate", "episode-ac")}
     assert score["ksm-soft"] >= score["all"], score
     # the searches' proxy runs, scored on held-out rows of train, see the harm too: their winners leave ResK out
-    for search in ("halving", "knockout", "episode-ac"):
+    # (knockout-gate: by a paired z beyond 2 on the reward rows)
+    for search in ("halving", "knockout", "knockout-gate", "episode-ac"):
         assert search_log(tmp_path / "demo" / f"{search}-s1")[-1]["winner"][1] == "0", search
         assert score[search] >= score["all"], score
     # episode-ac's first episode is knockout's first proxy run, `all` on a fifth of the budget: the same run
@@ -338,7 +339,7 @@ def search_log(run_dir: Path) -> list[dict]:
     return [r for r in phases(run_dir) if r.get("event") == "search"]
 
 
-@pytest.fixture(scope="module", params=["halving", "knockout", "episode-ac"])
+@pytest.fixture(scope="module", params=["halving", "knockout", "knockout-gate", "episode-ac"])
 def search_tiny(tiny, tmp_path_factory, request):
     """A search's run on the tiny task (its choice is checked on the demo task, whose teacher knows
     something: test_demo_runs_the_whole_pipeline_and_its_ksm_selects)."""
@@ -351,7 +352,8 @@ def search_tiny(tiny, tmp_path_factory, request):
 def test_a_search_scores_every_rung_and_its_final_run_is_the_winners_subset(tiny, search_tiny):
     out, flags, method = search_tiny
     search = search_log(out / f"{method}-s1")
-    rungs = {"halving": [0] * 12 + [1] * 6 + [2] * 3 + [3] * 2, "knockout": [0] * 5, "episode-ac": [0] * 5}[method]
+    rungs = {"halving": [0] * 12 + [1] * 6 + [2] * 3 + [3] * 2, "knockout": [0] * 5, "knockout-gate": [0] * 5,
+             "episode-ac": [0] * 5}[method]
     assert [r["rung"] for r in search] == rungs
     assert all(r["score"] == -r["loss"] and r["loss"] > 0 for r in search)  # the default --search-score loss
     winner = search[-1]["winner"]
@@ -368,9 +370,10 @@ def test_search_score_metric_ranks_the_same_proxies_by_the_metric(tiny, search_t
     run.main(args(tiny, tmp_path, *flags, "--method", method, "--search-score", "metric"))
     by_metric, by_loss = search_log(tmp_path / f"{method}-s1"), search_log(out / f"{method}-s1")
     assert all(r["score"] == r["accuracy"] for r in by_metric)
-    if method == "knockout":  # one rung: the very same proxies, ranked otherwise
+    if method.startswith("knockout"):  # one rung: the very same proxies, ranked otherwise
         strip = lambda rows: [{k: v for k, v in r.items() if k not in ("score", "winner")} for r in rows]
         assert strip(by_metric) == strip(by_loss)
+    if method == "knockout":  # (knockout-gate's winner must also pass its z test)
         assert by_metric[-1]["winner"] == min(by_metric, key=lambda r: (-r["accuracy"], r["loss"]))["subset"]
 
 

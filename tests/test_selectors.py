@@ -112,7 +112,7 @@ def test_state_dict_round_trip(method):
 @pytest.mark.parametrize("method", ["ksm", "subset-011", "subset-01111", "subset-0121", "subset-"])
 def test_unknown_method_lists_the_choices(method):
     with pytest.raises(KdError, match=f"--method {method}: unknown; expected one of finetune, kd, pkd, all, random-soft, "
-                                      "random-hard, ksm-soft, ksm-hard, halving, knockout, episode-ac, or "
+                                      "random-hard, ksm-soft, ksm-hard, halving, knockout, knockout-gate, episode-ac, or "
                                       "subset-XXXX"):
         make(method)
 
@@ -183,6 +183,48 @@ def test_knockout_runs_all_and_each_one_out_on_a_fifth_of_the_budget_and_ties_go
     assert record["winner"] == "1111"  # nothing to tell them apart: the control
 
 
+def gated_search(gate, shifts, noise=0.05, rows=400):
+    """knockout-gate's five proxies on `rows` reward rows: all's row losses drawn around 0.6, each other
+    subset's those plus its shift and fresh noise of sd `noise` per row; returns the log lines."""
+    g = torch.Generator().manual_seed(0)
+    base = 0.6 + 0.3 * torch.rand(rows, generator=g, dtype=torch.float64)
+    selector, records = make("knockout-gate", SelectorConfig(search_gate=gate)), []
+    for _ in range(5):
+        action = "".join(str(int(a)) for a in selector.act(torch.zeros(RAW), explore=True))
+        losses = base + shifts.get(action, 0.0) + (action != "1111") * noise * torch.randn(rows, generator=g,
+                                                                                         dtype=torch.float64)
+        records.append(selector.end_episode({"score": -float(losses.mean()), "loss": float(losses.mean()),
+                                             "row_losses": losses.numpy()}))
+    return selector, records
+
+
+def test_knockout_gate_leaves_all_only_for_a_proxy_whose_row_by_row_gain_stands_out_of_the_noise():
+    """The same proxies as knockout's; the best by loss wins only if its paired z against all's reaches
+    -gate, else the next best that does, else all. The row losses are not logged, the z of each is."""
+    # FinK out lowers every row's loss by 0.02 (se of the row differences about 0.0025: z about -8)
+    selector, records = gated_search(2.0, {"0111": -0.02, "1101": -0.001})
+    assert [r["subset"] for r in records] == ["1111", "0111", "1011", "1101", "1110"]
+    assert "row_losses" not in records[0] and records[0]["z_vs_all"] == 0.0
+    assert records[1]["z_vs_all"] < -5 and -2 < records[3]["z_vs_all"] < 2
+    assert records[-1]["winner"] == "0111"
+    # gains of 0.004 (FeaK out) and 0.003 (RelK out): with little noise per row both stand out and the better
+    # wins; with more, neither does and the control stays, where knockout itself follows the mean
+    _, quiet = gated_search(2.0, {"1101": -0.004, "1110": -0.003}, noise=0.001)
+    _, noisy = gated_search(2.0, {"1101": -0.004, "1110": -0.003}, noise=0.1)
+    assert quiet[-1]["winner"] == "1101" and noisy[-1]["winner"] == "1111"
+    plain = make("knockout")  # knockout itself on the noisy proxies: it follows the mean
+    for r in noisy:
+        plain.act(torch.zeros(RAW), explore=True)
+        last = plain.end_episode({"score": r["score"], "loss": r["loss"]})
+    assert last["winner"] != "1111" and "z_vs_all" not in last
+    restored = make("knockout-gate")
+    restored.load_state_dict(selector.state_dict())
+    assert restored.z == selector.z and restored.winner() == (0, 1, 1, 1)
+    assert make("knockout").load_state_dict({"scores": torch.zeros(2, 2, dtype=torch.float64)}) is None  # old ones
+    with pytest.raises(KdError, match="--search-gate 0.0: must be a positive z"):
+        make("knockout-gate", SelectorConfig(search_gate=0.0))
+
+
 def search(selector, score):
     """Run a search's episodes against a made-up score per subset; return its log lines."""
     records = []
@@ -235,7 +277,7 @@ def test_episode_ac_explores_from_the_greedy_subset_and_a_restored_one_goes_on_a
     assert search_two + rest == first
 
 
-@pytest.mark.parametrize("method", ["halving", "knockout", "episode-ac"])
+@pytest.mark.parametrize("method", ["halving", "knockout", "knockout-gate", "episode-ac"])
 def test_a_search_needs_a_positive_budget(method):
     with pytest.raises(KdError, match="--search-budget 0.0: must be a positive"):
         make(method, SelectorConfig(search_budget=0.0))
