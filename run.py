@@ -139,6 +139,8 @@ def make_parser() -> Parser:
     g.add_argument("--search-gate", type=number, default=SelectorConfig.search_gate,
                    help="knockout-gate [ours]: the paired z (over the reward rows' gold losses) by which a subset's "
                         "proxy must beat all's to be chosen")
+    g.add_argument("--search-lead", type=number, default=SelectorConfig.search_lead,
+                   help="knockout-gate [ours]: and the share of all's proxy's gold loss by which it must be lower")
     add_fields(g, AgentConfig, AGENT_CHOICES, skip=("hard",))  # ksm-hard / ksm-soft set `hard`
     g.add_argument("--reward-split", default="train", choices=["train", "dev"],
                    help="'train': a held-out part of the training set [ours]; 'dev': the paper's choice, "
@@ -181,6 +183,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     selector = make_selector(method, student.config.hidden_size, teacher.config.hidden_size,
                              SelectorConfig(alpha=args.alpha, beta=args.beta, search_budget=args.search_budget,
                                             search_score=args.search_score, search_gate=args.search_gate,
+                                            search_lead=args.search_lead,
                                             agent=config_from(args, AgentConfig, hard=method == "ksm-hard")),
                              seed=seed)
     cfg = config_from(args, DistillConfig)
@@ -258,7 +261,7 @@ RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "metho
 # Flags only the episodes of ksm-* and the searches (halving, knockout, episode-ac) read: a method without
 # episodes is the same run whatever they are.
 KSM_ONLY = {f.name for f in dataclasses.fields(AgentConfig)} | {"episodes", "episode_fraction", "episode_data",
-                                                                 "search_budget", "search_score", "search_gate"}
+                                                                 "search_budget", "search_score", "search_gate", "search_lead"}
 
 
 def open_run_dir(args, run_dir: Path, config: dict, checkpoints: Checkpoints) -> str:
@@ -429,7 +432,9 @@ def check_args(args, methods) -> None:
                        "teacher_cache_gb": (lambda v: v >= 0, "0 or more"),
                        "reward_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
                        "holdout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-                       "alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"), "beta": (lambda v: v >= 0, "0 or more")})
+                       "alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"), "beta": (lambda v: v >= 0, "0 or more"),
+                       "search_gate": (lambda v: v > 0, "a positive z"),
+                       "search_lead": (lambda v: 0 <= v < 1, "a share of all's loss, in [0, 1)")})
     for m in methods:
         check_method(m)
     searches = [m for m in methods if m in SEARCHES]

@@ -183,12 +183,12 @@ def test_knockout_runs_all_and_each_one_out_on_a_fifth_of_the_budget_and_ties_go
     assert record["winner"] == "1111"  # nothing to tell them apart: the control
 
 
-def gated_search(gate, shifts, noise=0.05, rows=400):
-    """knockout-gate's five proxies on `rows` reward rows: all's row losses drawn around 0.6, each other
-    subset's those plus its shift and fresh noise of sd `noise` per row; returns the log lines."""
+def gated_search(gate, shifts, noise=0.05, rows=400, lead=0.0):
+    """knockout-gate's five proxies on `rows` reward rows: all's row losses drawn around 0.75, each other
+    subset's those plus its shift and fresh noise of sd `noise` per row; returns (selector, log lines)."""
     g = torch.Generator().manual_seed(0)
     base = 0.6 + 0.3 * torch.rand(rows, generator=g, dtype=torch.float64)
-    selector, records = make("knockout-gate", SelectorConfig(search_gate=gate)), []
+    selector, records = make("knockout-gate", SelectorConfig(search_gate=gate, search_lead=lead)), []
     for _ in range(5):
         action = "".join(str(int(a)) for a in selector.act(torch.zeros(RAW), explore=True))
         losses = base + shifts.get(action, 0.0) + (action != "1111") * noise * torch.randn(rows, generator=g,
@@ -200,7 +200,8 @@ def gated_search(gate, shifts, noise=0.05, rows=400):
 
 def test_knockout_gate_leaves_all_only_for_a_proxy_whose_row_by_row_gain_stands_out_of_the_noise():
     """The same proxies as knockout's; the best by loss wins only if its paired z against all's reaches
-    -gate, else the next best that does, else all. The row losses are not logged, the z of each is."""
+    -gate, else the next best that does, else all (here with no minimum lead). The row losses are not
+    logged, the z of each is."""
     # FinK out lowers every row's loss by 0.02 (se of the row differences about 0.0025: z about -8)
     selector, records = gated_search(2.0, {"0111": -0.02, "1101": -0.001})
     assert [r["subset"] for r in records] == ["1111", "0111", "1011", "1101", "1110"]
@@ -223,6 +224,19 @@ def test_knockout_gate_leaves_all_only_for_a_proxy_whose_row_by_row_gain_stands_
     assert make("knockout").load_state_dict({"scores": torch.zeros(2, 2, dtype=torch.float64)}) is None  # old ones
     with pytest.raises(KdError, match="--search-gate 0.0: must be a positive z"):
         make("knockout-gate", SelectorConfig(search_gate=0.0))
+    with pytest.raises(KdError, match=r"--search-lead 1.0: must be a share of all's loss, in \[0, 1\)"):
+        make("knockout-gate", SelectorConfig(search_lead=1.0))
+
+
+def test_knockout_gate_leaves_all_only_for_a_lead_of_at_least_search_lead():
+    """A lead clear of the rows' noise but below --search-lead keeps all; the same lead above it wins. The
+    lead is logged beside z: how much lower the proxy's gold loss is than all's, as a share of all's."""
+    shifts = {"0111": -0.02, "1101": -0.001}  # all's row losses average about 0.75: a lead of about 2.7%
+    _, records = gated_search(2.0, shifts, lead=0.05)
+    assert records[1]["lead_vs_all"] == pytest.approx(1 - records[1]["loss"] / records[0]["loss"])
+    assert 0.02 < records[1]["lead_vs_all"] < 0.05 and records[1]["z_vs_all"] < -5
+    assert records[-1]["winner"] == "1111"
+    assert gated_search(2.0, shifts, lead=0.02)[1][-1]["winner"] == "0111"
 
 
 def search(selector, score):
