@@ -42,3 +42,7 @@ def test_each_rule_keeps_all_or_takes_a_subsets_run_on_the_seed(tmp_path):
     text = "\n".join(module["gate_table"](tmp_path))
     assert "| lead >= 0% | 6: 0111, 7: 0111, 8: 1101, 9: 0111 | 4 | +0.75 ± 2.06 (2/4 ahead)" in text
     assert "z <= -2" not in text
+    only = "\n".join(module["gate_table"](tmp_path, {6, 7, 8}))  # --seeds: the knockout-gate seeds alone
+    assert "seeds 6,7,8" in only and "9: " not in only and "| lead >= 0%, z <= -2 |" in only
+    alone = "\n".join(module["gate_table"](tmp_path, {8}))
+    assert "| lead >= 0%, z <= -2 | 8: 0111 ? | 1 | no choice has run | - |" in alone
