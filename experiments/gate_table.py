@@ -19,17 +19,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kd_table import load, paired_test, signed  # noqa: E402
 from search_table import CONTROL, search_lines  # noqa: E402
-from kd_ref.selectors import rank_key  # noqa: E402
+from kd_ref.selectors import gated_pick  # noqa: E402
 
 LEADS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05)
 Z = 2.0  # knockout-gate's --search-gate
 
 
 def choice(proxies: list[dict], lead: float, z: bool) -> str:
-    """The rule's winner among a run's five proxies (the first is all's, the reference)."""
-    ranked = sorted(proxies, key=lambda p: rank_key(p["score"], p["loss"]))
-    passes = lambda p: (1 - p["loss"] / proxies[0]["loss"] >= lead and (not z or p["z_vs_all"] <= -Z))
-    return next(p["subset"] for p in ranked if p is proxies[0] or passes(p))
+    """The rule's winner among a run's five proxies (the first is all's, the reference): the selector's own."""
+    scores = [(p["score"], p["loss"]) for p in proxies]
+    return proxies[gated_pick(scores, lead, Z, [p["z_vs_all"] for p in proxies] if z else None)]["subset"]
 
 
 def gate_table(folder: Path, only: set[int] | None = None) -> list[str]:

@@ -58,6 +58,8 @@ def evaluate_with_loss(model, task: Task, batches, labels: np.ndarray, per_row: 
     search's proxy run's score (halving, knockout, knockout-gate, episode-ac). per_row adds 'row_losses',
     each row's gold loss in the split's order (float64 numpy), for a test paired row by row (knockout-gate)."""
     logits = predict_logits(model, batches, len(labels))
+    # 'loss' stays gold_loss's float64 sum over batches (not the rows' mean, equal to float rounding): the
+    # value every logged run and every search's ranking was made with
     out = {**task_metrics(task, predictions(task, logits), labels), "loss": gold_loss(model, batches)}
     if per_row:
         out["row_losses"] = losses.fink_per_example(torch.from_numpy(logits), torch.as_tensor(labels)).double().numpy()

@@ -205,6 +205,20 @@ def rank_key(score: float, gold_loss: float) -> tuple[float, float]:
     return -score, gold_loss
 
 
+def lead_over(gold_loss: float, reference: float) -> float:
+    """How much lower a proxy's gold loss is than the reference's (all's), as a share of the reference's."""
+    return 1 - gold_loss / reference
+
+
+def gated_pick(scores: list[tuple[float, float]], lead: float, gate: float, z: list[float] | None) -> int:
+    """knockout-gate's winner among one rung's proxies, (score, gold loss) each, the first all's: the
+    best-ranked (rank_key) whose gold loss leads all's by at least `lead` and, where z is given, whose
+    paired z against all's is at most -gate; else 0, all. (experiments/gate_table.py replays it.)"""
+    ranked = sorted(range(len(scores)), key=lambda i: rank_key(*scores[i]))
+    clear = lambda i: lead_over(scores[i][1], scores[0][1]) >= lead and (z is None or z[i] <= -gate)
+    return next(i for i in ranked if i == 0 or clear(i))
+
+
 class SubsetSearch(Selector):
     """halving and knockout [ours, after issue 27]: a search over fixed subsets by short whole runs.
 
@@ -272,13 +286,7 @@ class SubsetSearch(Selector):
     def winner(self) -> tuple:
         if not self.gate:
             return self.standing(len(self.rungs))[0]
-        ranked = sorted(range(len(self.candidates)), key=lambda i: rank_key(*self.scores[i]))
-        return next(self.candidates[i] for i in ranked
-                    if i == 0 or (self.z[i] <= -self.gate and self.lead_of(i) >= self.lead))
-
-    def lead_of(self, episode: int) -> float:
-        """knockout-gate: how much lower an episode's proxy's gold loss is than all's, as a share of all's."""
-        return 1 - self.scores[episode][1] / self.scores[0][1]
+        return self.candidates[gated_pick(self.scores, self.lead, self.gate, self.z)]
 
     def episodes(self, cfg) -> int:
         return sum(self.rungs)
@@ -312,7 +320,7 @@ class SubsetSearch(Selector):
             if episode == 0:  # `all`, the reference
                 self.reference = torch.as_tensor(rows, dtype=torch.float64)
             self.z.append(paired_z(rows, self.reference))
-            gated = {"z_vs_all": self.z[-1], "lead_vs_all": self.lead_of(episode)}
+            gated = {"z_vs_all": self.z[-1], "lead_vs_all": lead_over(self.scores[-1][1], self.scores[0][1])}
         record = {"event": "search", "episode": episode, "rung": k, "subset": subset,
                   "fraction": self.episode_fraction(episode, None), **score, **gated}
         if len(self.scores) == sum(self.rungs):
