@@ -75,3 +75,16 @@ def test_held_out_loss_and_truncated_runs_rank_the_subsets(tmp_path):
     assert "| subset-0111 | 0 1 1 1 | 84.00 ± 0.00 | 0.8400 ± 0.0000 | 84.00 ± 0.00 |" in text
     assert "By minus the held-out gold loss instead: -1.00." in text
     assert "| 1 | 2 | 1.00 | -1.00 | 1.00 |" in text and "| 2 | 2 | 1.00 | 1.00 | 1.00 |" in text
+
+
+def test_the_per_seed_choice_takes_each_seeds_best_held_out_run(tmp_path):
+    # held-out: seed 1 favours 1100, seed 2 favours 0111; dev: 1100 gains 3 points on seed 1, 0111 loses 1 on seed 2
+    runs = {"1111": {1: (0.80, 0.80), 2: (0.80, 0.80)},
+            "1100": {1: (0.90, 0.83), 2: (0.70, 0.70)},
+            "0111": {1: (0.85, 0.90), 2: (0.81, 0.79)}}
+    for subset, by_seed in runs.items():
+        for seed, (h, d) in by_seed.items():
+            fake_run(tmp_path, subset, seed, h, d)
+    line = next(line for line in task_table(tmp_path) if line.startswith("Chosen per seed"))
+    assert "at 3x a run's cost" in line
+    assert line.endswith("1: 1100, 2: 0111; on dev against the control +1.00 ± 2.83 (1/2 ahead).")
