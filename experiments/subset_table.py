@@ -67,7 +67,7 @@ def spans(folder: Path, subsets: list[str], seeds: list[int], main: str, dev_mea
             "means of the whole runs.", ""] + out
 
 
-def per_seed_choice(score: dict, subsets: list[str], seeds: list[int], by: dict[str, dict[int, float]], main: str) -> str:
+def per_seed_choice(score: dict, subsets: list[str], seeds: list[int], by: dict[str, dict[int, float]]) -> str:
     """On each seed the subset with the highest `by` (a held-out score; ties to the earlier subset, the
     control first), and its dev score against the control's on that seed."""
     chosen = {seed: max(subsets, key=lambda s: by[s][seed]) for seed in seeds}
@@ -91,10 +91,10 @@ def task_table(folder: Path) -> list[str]:
             for split in ("holdout", "dev"):
                 score[m["method"], split][m["seed"]] = m[split][main]
     mean = lambda s, split: statistics.mean(score[s, split].values())
-    losses = {m["method"]: [] for m in runs}  # the held-out gold loss, logged since issue 27
+    losses = {m["method"]: {} for m in runs}  # seed -> the held-out gold loss, logged since issue 27
     for m in runs:
         if m["seed"] in seeds and "loss" in m["holdout"]:
-            losses[m["method"]].append(m["holdout"]["loss"])
+            losses[m["method"]][m["seed"]] = m["holdout"]["loss"]
     with_loss = all(len(losses[s]) == len(seeds) for s in subsets)
     out = [f"### {first['task']} ({main}; held-out: {first['holdout_rows']} rows of train; seeds "
            f"{','.join(map(str, seeds))})", "",
@@ -103,21 +103,21 @@ def task_table(folder: Path) -> list[str]:
     for s in subsets:
         digits = " ".join(s[len("subset-"):])
         against = "" if s == CONTROL else paired(score[s, "dev"], score[CONTROL, "dev"])
-        loss = f" {mean_std(losses[s], scale=1.0, digits=4)} |" if with_loss else ""
+        loss = f" {mean_std(list(losses[s].values()), scale=1.0, digits=4)} |" if with_loss else ""
         out.append(f"| {s} | {digits} | {mean_std(list(score[s, 'holdout'].values()))} |{loss} "
                    f"{mean_std(list(score[s, 'dev'].values()))} | {against} |")
     chosen = max(subsets, key=lambda s: mean(s, "holdout"))
     best_dev = max(subsets, key=lambda s: mean(s, "dev"))
     dev_means = [mean(s, "dev") for s in subsets]
     rho = spearman([mean(s, "holdout") for s in subsets], dev_means)
-    rho_loss = (f" By minus the held-out gold loss instead: {spearman([-statistics.mean(losses[s]) for s in subsets], dev_means):.2f}."
+    rho_loss = (f" By minus the held-out gold loss instead: {spearman([-statistics.mean(losses[s].values()) for s in subsets], dev_means):.2f}."
                 if with_loss else "")
     verdict = ("it is the control" if chosen == CONTROL else
                f"on dev against the control: {paired(score[chosen, 'dev'], score[CONTROL, 'dev'])}")
-    per_seed = per_seed_choice(score, subsets, seeds, {s: score[s, "holdout"] for s in subsets}, main)
+    per_seed = per_seed_choice(score, subsets, seeds, {s: score[s, "holdout"] for s in subsets})
     if with_loss:
-        minus_loss = {s: dict(zip(seeds, [-v for v in losses[s]])) for s in subsets}
-        per_seed += " By minus the held-out gold loss: " + per_seed_choice(score, subsets, seeds, minus_loss, main)
+        minus_loss = {s: {seed: -v for seed, v in losses[s].items()} for s in subsets}
+        per_seed += " By minus the held-out gold loss: " + per_seed_choice(score, subsets, seeds, minus_loss)
     out += ["", f"Chosen on held-out: **{chosen}**; {verdict}. Best on dev (for reference, chosen on the "
             f"scores it is judged by): {best_dev}. Spearman's rho of held-out and dev means over the "
             f"{len(subsets)} subsets: {rho:.2f}.{rho_loss}", "",

@@ -75,6 +75,8 @@ def test_held_out_loss_and_truncated_runs_rank_the_subsets(tmp_path):
     assert "| subset-0111 | 0 1 1 1 | 84.00 ± 0.00 | 0.8400 ± 0.0000 | 84.00 ± 0.00 |" in text
     assert "By minus the held-out gold loss instead: -1.00." in text
     assert "| 1 | 2 | 1.00 | -1.00 | 1.00 |" in text and "| 2 | 2 | 1.00 | 1.00 | 1.00 |" in text
+    # per seed, the lowest loss is 1000's (the lowest dev): 10 points behind the control on both seeds
+    assert "By minus the held-out gold loss: 1: 1000, 2: 1000; on dev against the control -10.00 ± 0.00 (0/2 ahead)." in text
 
 
 def test_the_per_seed_choice_takes_each_seeds_best_held_out_run(tmp_path):
@@ -88,3 +90,16 @@ def test_the_per_seed_choice_takes_each_seeds_best_held_out_run(tmp_path):
     line = next(line for line in task_table(tmp_path) if line.startswith("Chosen per seed"))
     assert "at 3x a run's cost" in line
     assert line.endswith("1: 1100, 2: 0111; on dev against the control +1.00 ± 2.83 (1/2 ahead).")
+
+
+def test_the_per_seed_loss_choice_pairs_each_loss_with_its_own_seed(tmp_path):
+    # seeds 2 and 10: their folders sort as s10 before s2, so a loss taken in folder order lands on the wrong seed
+    for subset, by_seed in {"1111": {2: (0.80, 0.70), 10: (0.80, 0.50)}, "0111": {2: (0.81, 0.60), 10: (0.82, 0.60)}}.items():
+        for seed, (d, loss) in by_seed.items():
+            fake_run(tmp_path, subset, seed, d, d)
+            metrics = tmp_path / f"subset-{subset}-s{seed}" / "metrics.json"
+            m = json.loads(metrics.read_text())
+            m["holdout"]["loss"] = loss
+            metrics.write_text(json.dumps(m))
+    text = "\n".join(task_table(tmp_path))
+    assert "By minus the held-out gold loss: 2: 0111, 10: 1111; on dev against the control +0.50 ± 0.71 (1/2 ahead)." in text
