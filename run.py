@@ -50,6 +50,7 @@ from kd_ref.plumbing.report import write_report
 from kd_ref.plumbing.resume import Checkpoints
 from kd_ref.plumbing.teacher_setup import make_teacher_view, prepare_teacher
 from kd_ref.plumbing.threads import choose_threads
+from kd_ref.pool import pool_choice
 from kd_ref.selectors import METHODS, SEARCHES, SUBSET, SelectorConfig, check_method, make_selector
 from kd_ref.student import build_student, default_layers, layer_map, layer_map_table, make_projections, student_config
 
@@ -141,6 +142,11 @@ def make_parser() -> Parser:
                         "proxy must beat all's to be chosen")
     g.add_argument("--search-lead", type=number, default=SelectorConfig.search_lead,
                    help="knockout-gate [ours]: and the share of all's proxy's gold loss by which it must be lower")
+    g.add_argument("--pool-from",
+                   help="knockout-pool [ours]: folders (comma-separated) of earlier knockout or knockout-gate runs of "
+                        "this task, teacher and flags, whose proxies it pools over their seeds to choose once for the "
+                        "task (kd_ref/pool.py; it takes --search-lead as the mean lead, --search-gate as the t)")
+    g.add_argument("--pool-seeds", help="knockout-pool [ours]: pool these seeds' runs only (default: every one found)")
     add_fields(g, AgentConfig, AGENT_CHOICES, skip=("hard",))  # ksm-hard / ksm-soft set `hard`
     g.add_argument("--reward-split", default="train", choices=["train", "dev"],
                    help="'train': a held-out part of the training set [ours]; 'dev': the paper's choice, "
@@ -162,13 +168,16 @@ def count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, out: Path, teacher_dev, chance):
-    """Train, evaluate and write one run (or reuse it, finished); its files are what the summary reads."""
+def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, out: Path, teacher_dev, chance, pool):
+    """Train, evaluate and write one run (or reuse it, finished); its files are what the summary reads.
+    pool: knockout-pool's choice (kd_ref/pool.py), recorded in config.json and as the log's first line."""
     train, augment, dev, test, holdout = data
     run_dir = out / f"{method}-s{seed}"
+    pool = pool if method == "knockout-pool" else None
     config = {"args": vars(args), "method": method, "seed": seed, "layer_map": g,
               "reward_split_is_dev": args.reward_split == "dev", "versions": versions(),
-              "labels": task.labels and list(task.labels), **({"task": task.describe()} if task.files else {})}
+              "labels": task.labels and list(task.labels), **({"task": task.describe()} if task.files else {}),
+              **({"pool": pool} if pool else {})}
     checkpoints = Checkpoints(run_dir, args.checkpoint_every)
     todo = open_run_dir(args, run_dir, config, checkpoints)
     if todo == "finished":
@@ -183,7 +192,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     selector = make_selector(method, student.config.hidden_size, teacher.config.hidden_size,
                              SelectorConfig(alpha=args.alpha, beta=args.beta, search_budget=args.search_budget,
                                             search_score=args.search_score, search_gate=args.search_gate,
-                                            search_lead=args.search_lead,
+                                            search_lead=args.search_lead, pooled=pool["winner"] if pool else "",
                                             agent=config_from(args, AgentConfig, hard=method == "ksm-hard")),
                              seed=seed)
     cfg = config_from(args, DistillConfig)
@@ -213,6 +222,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
         if resume:
             checkpoints.rewind_log(resume)
         log = JsonlLog(run_dir / "log.jsonl", append=resume is not None)
+        if pool and not resume:
+            log(pool)
     try:
         times = distill(student, projections, selector, teacher_view, train, cfg, g=g, seed=seed, device=device,
                         log=log, episode_train=episode_train, reward_batches=reward_batches,
@@ -300,12 +311,37 @@ def same_flags(run_dir: Path, config: dict, what: str) -> None:
     saved = json.loads((run_dir / "config.json").read_text())["args"]
     skip = RESUMABLE_CHANGES | (set() if config["method"].startswith("ksm-") or config["method"] in SEARCHES
                                 else KSM_ONLY)
-    change = first_change(saved, json.loads(json.dumps(config["args"])), skip=skip,
-                          defaults={**vars(parse_args([])), **OLD_DEFAULTS})
+    change = first_change(saved, json.loads(json.dumps(config["args"])), skip=skip, defaults=flag_defaults())
     if change:
         flag, old, now = change
         raise KdError(f"{run_dir} holds {what} made with --{flag.replace('_', '-')} {old} (now {now}): "
                       "rerun with the same flags, or pass --overwrite to start again")
+    saved_pool = json.loads((run_dir / "config.json").read_text()).get("pool")
+    if saved_pool and saved_pool["winner"] != config["pool"]["winner"]:
+        raise KdError(f"{run_dir} holds {what} that trained the pool's choice {saved_pool['winner']}; the runs in "
+                      f"--pool-from now choose {config['pool']['winner']}: pass --overwrite to start again")
+
+
+def flag_defaults() -> dict:
+    """What a run whose config.json lacks a flag was made with."""
+    return {**vars(parse_args([])), **OLD_DEFAULTS}
+
+
+# Flags a knockout-pool run may differ in from the runs it pools: they do not change knockout's proxies.
+POOL_FREE = RESUMABLE_CHANGES | {"out", "data_dir", "search_score", "search_gate", "search_lead", "pool_from",
+                                 "pool_seeds"}
+
+
+def choose_pool(args) -> dict:
+    """knockout-pool's choice for the task, from --pool-from's runs (kd_ref/pool.py), before any work."""
+    seeds = [int(s) for s in args.pool_seeds.split(",")] if args.pool_seeds else None
+    record = pool_choice([Path(f) for f in args.pool_from.split(",")], seeds,
+                         json.loads(json.dumps(vars(args))), POOL_FREE, flag_defaults(), args.search_lead,
+                         args.search_gate)
+    mean = ", ".join(f"{s} {100 * m:+.2f}% (t {record['t'][s]:.2f})" for s, m in record["mean_lead"].items())
+    print(f"knockout-pool: seeds {','.join(map(str, record['seeds']))} pooled, mean leads over all's proxy: {mean}; "
+          f"chosen: {record['winner']}")
+    return record
 
 
 def config_from(args, config_class, **overrides):
@@ -369,6 +405,7 @@ def run_main(args, locks: ExitStack):
         args.student_layers = default_layers(teacher_config.num_hidden_layers)
     if args.student_init in ("teacher", "random"):
         student_config(teacher_config, args.student_layers, args.student_hidden, args.student_init)  # before any work
+    pool = choose_pool(args) if "knockout-pool" in methods else None  # with every flag final, before any work
     train, dev = encode_split(data_dir, task, "train", tokenizer), encode_split(data_dir, task, task.dev_splits[0], tokenizer)
     test_file = task.path(data_dir, task.test_splits[0]) if task.test_splits else None
     test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file and test_file.is_file() else None
@@ -402,7 +439,7 @@ def run_main(args, locks: ExitStack):
     for m in methods:
         for s in seeds:
             run_one(args, m, s, task, (train, augment, dev, test, holdout), teacher, teacher_view, g, device, out,
-                    teacher_dev, chance)
+                    teacher_dev, chance, pool)
     if distributed.is_main():  # every finished run in out, earlier invocations' included
         summary, table = summarise(finished_runs(out), teacher_dev)
         summary["teacher_finetune_s"] = teacher_s
@@ -437,6 +474,9 @@ def check_args(args, methods) -> None:
                        "search_lead": (lambda v: 0 <= v < 1, "a share of all's loss, in [0, 1)")})
     for m in methods:
         check_method(m)
+    if "knockout-pool" in methods and not args.pool_from:
+        raise KdError("--method knockout-pool: needs --pool-from, the folder of earlier knockout or knockout-gate runs "
+                      "whose proxies it pools")
     searches = [m for m in methods if m in SEARCHES]
     if searches and args.reward_split == "dev":
         raise KdError(f"--method {searches[0]} chooses on held-out rows of train: it cannot take --reward-split dev")

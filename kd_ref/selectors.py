@@ -17,7 +17,7 @@ from kd_ref.agent import AgentConfig, KnowledgeSelectionAgent, N_KNOWLEDGE, forc
 from kd_ref.plumbing.errors import KdError
 
 METHODS = ("finetune", "kd", "pkd", "all", "random-soft", "random-hard", "ksm-soft", "ksm-hard", "halving", "knockout",
-           "knockout-gate", "episode-ac")
+           "knockout-gate", "episode-ac", "knockout-pool")
 # the selectors that compare short whole runs, each scored on the reward split: SubsetSearch, EpisodeActorCritic
 SEARCHES = ("halving", "knockout", "knockout-gate", "episode-ac")
 # [ours] subset-XXXX: a fixed subset, one 0/1 digit per knowledge in FinK, ResK, FeaK, RelK order
@@ -67,6 +67,9 @@ class SelectorConfig:
     # experiments/RESULTS-kd.md "knockout-gate")
     search_gate: float = 2.0
     search_lead: float = 0.02
+    # knockout-pool [ours]: the subset (its digits) chosen once for the task from earlier runs' proxies
+    # (kd_ref/pool.py; run.py makes the choice from --pool-from)
+    pooled: str = ""
 
 
 class Selector:
@@ -132,6 +135,13 @@ class FixedSelector(Selector):
 
     def act(self, raw_state: Tensor, explore: bool) -> Tensor:
         return self.weights.clone()
+
+
+class PooledChoice(FixedSelector):
+    """knockout-pool [ours]: the subset kd_ref/pool.py chose for the task, every phase. Its losses are
+    normalised as the searches' are (--loss-norm auto), so its run is subset-XXXX --loss-norm ema's."""
+
+    normalised = True
 
 
 class RandomSelector(Selector):
@@ -452,6 +462,11 @@ def make_selector(method: str, student_dim: int, teacher_dim: int, config: Selec
         raise KdError(f"selectors.py: kd alpha must lie in [0, 1], got {config.alpha}")
     fixed = {"finetune": (1, 0, 0, 0), "kd": (1 - config.alpha, config.alpha, 0, 0),
              "pkd": (1, 1, config.beta, 0), "all": (1, 1, 1, 1)}
+    if method == "knockout-pool":
+        if subset_weights(SUBSET + config.pooled) is None:
+            raise KdError(f"--method knockout-pool: no pooled choice ({config.pooled!r}); run.py makes it from "
+                          "--pool-from")
+        return PooledChoice(method, subset_weights(SUBSET + config.pooled))
     weights = fixed.get(method) or subset_weights(method)
     if weights:
         return FixedSelector(method, weights, feak_mode="cls" if method == "pkd" else "tokens")

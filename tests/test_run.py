@@ -291,6 +291,15 @@ def test_demo_runs_the_whole_pipeline_and_its_ksm_selects(tmp_path):
     first = lambda m: {k: v for k, v in search_log(tmp_path / "demo" / f"{m}-s1")[0].items()
                        if k in ("subset", "fraction", "accuracy", "loss")}
     assert first("episode-ac") == first("knockout") and first("knockout")["subset"] == "1111"
+    # knockout-pool pools knockout's proxies over seeds 1 and 2, chooses once, and trains that subset: ResK out
+    # too (a lead of 48% and 18% over all's proxy: t 2.2 over the two seeds), the very final run of knockout's
+    # seed 1, which chose the same
+    demo(tmp_path / "demo", "--method", "knockout", "--seed", "2", "--corrupt", "resk")
+    demo(tmp_path / "demo", "--method", "knockout-pool", "--pool-from", str(tmp_path / "demo"), "--corrupt", "resk")
+    pooled = phases(tmp_path / "demo" / "knockout-pool-s1")
+    assert pooled[0]["event"] == "pool" and pooled[0]["seeds"] == [1, 2] and pooled[0]["winner"] == "1011"
+    final = lambda rows: [r for r in rows if r.get("run") == "final"]
+    assert final(pooled) == final(phases(tmp_path / "demo" / "knockout-s1"))
 
 
 @pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--warmup", "1.5"), ("--gamma", "1.0"), ("--tau", "0.0"),

@@ -101,9 +101,10 @@ def test_same_seed_same_actions_other_seed_differs(method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_state_dict_round_trip(method):
-    selector = make(method, seed=1)
+    config = SelectorConfig(agent=SMALL.agent, pooled="0111")  # knockout-pool's choice, made by run.py
+    selector = make(method, config, seed=1)
     drive(selector, phases=3)
-    resumed = make(method, seed=2)
+    resumed = make(method, config, seed=2)
     resumed.load_state_dict(selector.state_dict())
     state = torch.randn(RAW)
     assert torch.equal(selector.act(state, explore=True), resumed.act(state, explore=True))
@@ -112,9 +113,17 @@ def test_state_dict_round_trip(method):
 @pytest.mark.parametrize("method", ["ksm", "subset-011", "subset-01111", "subset-0121", "subset-"])
 def test_unknown_method_lists_the_choices(method):
     with pytest.raises(KdError, match=f"--method {method}: unknown; expected one of finetune, kd, pkd, all, random-soft, "
-                                      "random-hard, ksm-soft, ksm-hard, halving, knockout, knockout-gate, episode-ac, or "
-                                      "subset-XXXX"):
+                                      "random-hard, ksm-soft, ksm-hard, halving, knockout, knockout-gate, episode-ac, "
+                                      "knockout-pool, or subset-XXXX"):
         make(method)
+
+
+def test_knockout_pool_trains_its_pooled_choice_normalised_and_needs_one():
+    selector = make("knockout-pool", SelectorConfig(pooled="1011"))
+    assert selector.act(torch.zeros(RAW), False).tolist() == [1, 0, 1, 1] and selector.normalised
+    assert not make("subset-1011").normalised  # subset-XXXX normalises only with --loss-norm ema
+    with pytest.raises(KdError, match="--method knockout-pool: no pooled choice"):
+        make("knockout-pool")
 
 
 def test_a_subset_without_an_output_loss_is_refused():
@@ -295,3 +304,4 @@ def test_episode_ac_explores_from_the_greedy_subset_and_a_restored_one_goes_on_a
 def test_a_search_needs_a_positive_budget(method):
     with pytest.raises(KdError, match="--search-budget 0.0: must be a positive"):
         make(method, SelectorConfig(search_budget=0.0))
+

@@ -1,0 +1,76 @@
+"""kd_ref/pool.py: knockout-pool's choice from earlier runs' proxies, on run folders written by hand."""
+import json
+import math
+
+import pytest
+
+from kd_ref.plumbing.errors import KdError
+from kd_ref.pool import pool_choice, pooled_pick, t_over_seeds
+
+ARGS = {"task": "mrpc", "teacher": "t", "lr": 2e-4, "seed": 1, "method": "knockout"}
+SKIP = {"seed", "method", "search_gate"}
+
+
+def write_knockout(folder, seed, lead_0111, method="knockout", args=None, proxies=5):
+    """A knockout run's config.json and the search lines of its proxies (no metrics.json, no dev: the pool
+    reads neither): 0111's gold loss `lead_0111` below all's 0.6, the others above it."""
+    run = folder / f"{method}-s{seed}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"args": {**ARGS, "seed": seed, **(args or {})}}))
+    losses = {"1111": 0.6, "0111": 0.6 * (1 - lead_0111), "1011": 0.62, "1101": 0.61, "1110": 0.605}
+    lines = [{"event": "phase", "run": "episode"}] + [{"event": "search", "rung": 0, "subset": s, "loss": l}
+                                                       for s, l in list(losses.items())[:proxies]]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def choose(folders, seeds=None, lead=0.02, gate=2.0, args=None):
+    return pool_choice(folders, seeds, {**ARGS, "seed": 9, "method": "knockout-pool", **(args or {})}, SKIP, {},
+                       lead, gate)
+
+
+def test_pooled_pick_needs_a_mean_lead_and_a_t_over_the_seeds():
+    """The largest mean lead among the candidates clear of both bars, else all (0)."""
+    zeros = [0.0] * 4
+    steady = [0.03, 0.04, 0.05, 0.04]  # mean 4%, t about 9.8
+    erratic = [0.20, -0.10, 0.15, -0.05]  # mean 5%, t about 0.7: one seed's luck, not the task's
+    small = [0.010, 0.012, 0.011, 0.013]  # t about 17 but a mean of 1.15%: below the lead
+    assert pooled_pick([zeros, steady, erratic, small], 0.02, 2.0) == 1
+    assert pooled_pick([zeros, erratic, small], 0.02, 2.0) == 0
+    assert pooled_pick([zeros, erratic, small], 0.01, 2.0) == 2
+    assert pooled_pick([zeros, steady, [0.06] * 4], 0.02, 2.0) == 2  # equal leads (sd 0) pass the gate
+    assert t_over_seeds([0.01, 0.03]) == pytest.approx(2.0) and t_over_seeds([0.0, 0.0]) == 0.0
+    assert t_over_seeds([-0.1, -0.1]) == -math.inf
+    with pytest.raises(ValueError, match="1 seed"):
+        pooled_pick([[0.0], [0.05]], 0.02, 2.0)
+
+
+def test_the_pool_chooses_over_every_seed_found_and_records_its_evidence(tmp_path):
+    for seed, lead in {1: 0.05, 2: 0.04, 3: 0.06}.items():
+        write_knockout(tmp_path / "a", seed, lead, method="knockout-gate" if seed == 3 else "knockout")
+    write_knockout(tmp_path / "b", 4, -0.03)
+    write_knockout(tmp_path / "b", 5, 0.5, proxies=3)  # a rung cut short by a stop: no evidence
+    record = choose([tmp_path / "a", tmp_path / "b"])
+    assert record["seeds"] == [1, 2, 3, 4] and record["runs"][2].endswith("knockout-gate-s3")
+    assert record["leads"]["0111"] == pytest.approx([0.05, 0.04, 0.06, -0.03])
+    assert record["mean_lead"]["0111"] == pytest.approx(0.03) and record["t"]["0111"] == pytest.approx(1.4697, abs=1e-4)
+    assert record["winner"] == "1111"  # a mean lead of 3% but t 1.47 over four seeds: all
+    assert choose([tmp_path / "a", tmp_path / "b"], seeds=[1, 2, 3])["winner"] == "0111"  # t 8.7 over three
+    assert choose([tmp_path / "a", tmp_path / "b"], gate=1.4)["winner"] == "0111"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("one seed", r"1 seed\(s\) with knockout's five proxies; pooling needs two at least"),
+    ("missing seed", r"--pool-seeds: no knockout or knockout-gate run with all five proxies for seed\(s\) 7 in"),
+    ("other flags", r"--pool-from: .*knockout-s2 was made with --lr 0.0001 \(this run has 0.0002\)"),
+    ("no folder", r"--pool-from .*nowhere: no such folder")])
+def test_what_cannot_be_pooled_is_refused_naming_the_run_or_flag(tmp_path, case, message):
+    write_knockout(tmp_path, 1, 0.05)
+    if case != "one seed":
+        write_knockout(tmp_path, 2, 0.05, args={"lr": 1e-4} if case == "other flags" else None)
+    folders = [tmp_path / "nowhere"] if case == "no folder" else [tmp_path]
+    with pytest.raises(KdError, match=message):
+        choose(folders, seeds=[1, 7] if case == "missing seed" else None)
+    # flags the proxies do not read may differ (SKIP: here the gate); the seed and method always do
+    write_knockout(tmp_path / "ok", 1, 0.05, args={"search_gate": 3.0})
+    write_knockout(tmp_path / "ok", 2, 0.05)
+    assert choose([tmp_path / "ok"])["winner"] == "0111"
