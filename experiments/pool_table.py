@@ -2,6 +2,8 @@
 
     python experiments/pool_table.py experiments/logs/fresh/mrpc experiments/logs/score/mrpc experiments/logs/subsets/mrpc
     python experiments/pool_table.py experiments/logs/fresh/cola experiments/logs/subsets/cola
+    python experiments/pool_table.py --pool 1,2,3,6,7,8,9,10 --test 11,12,13,14,15 experiments/logs/fresh/mrpc \
+        experiments/logs/score/mrpc                                    # a registered test: one pool, other seeds
 
 knockout-gate chooses per seed, and one seed's proxies are too noisy to choose by. This replays knockout-pool's
 rule (kd_ref/pool.py) on every pool of K seeds: each leave-one-out subset's lead over all's proxy (the share by
@@ -15,7 +17,9 @@ final run under its winner's digits). Prints each proxy seed's leads and their p
 pool size K, over every pool of K proxy seeds: how often each subset is chosen, and the chosen subset's dev gain
 over the control (subset-1111) on the seeds outside the pool (held out from the choice; only seeds where the
 chosen subset has run count, the others are reported as missing), as the mean over pools, with the share of
-pools whose gain is above 0 and at least +0.3 (the issue's bar).
+pools whose gain is above 0 and at least +0.3 (the issue's bar). With --pool and --test: the choice pooled over
+those seeds, and its runs against the control's on the test seeds, paired by seed (mean ± sd, seeds ahead,
+paired t and sign test).
 """
 import itertools
 import statistics
@@ -24,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from kd_table import load  # noqa: E402
+from kd_table import load, paired_test, signed  # noqa: E402
 from search_table import search_lines  # noqa: E402
 from kd_ref.pool import knockout_proxies, pooled_pick, t_over_seeds  # noqa: E402
 from kd_ref.selectors import lead_over  # noqa: E402
@@ -58,7 +62,7 @@ def dev_scores(folders: list[Path]) -> tuple[dict[tuple[str, int], float], str]:
     return dev, runs[0][0]["main_metric"] if runs else "?"
 
 
-def pool_table(folders: list[Path], sizes: list[int] | None = None) -> list[str]:
+def pool_table(folders: list[Path]) -> list[str]:
     leads = proxy_leads(folders)
     dev, main = dev_scores(folders)
     if len(leads) < 2:
@@ -79,7 +83,7 @@ def pool_table(folders: list[Path], sizes: list[int] | None = None) -> list[str]
             f"| K seeds pooled | pools | chosen (share of pools) | gain over the control on the other seeds, "
             f"mean over pools | pools with gain > 0 / >= +{BAR} | (pool, seed) pairs missing a run |",
             "|---|---|---|---|---|---|"]
-    for k in sizes or range(2, len(seeds) + 1):
+    for k in range(2, len(seeds) + 1):
         counts, gains, missing, pairs = {}, [], 0, 0
         pools = list(itertools.combinations(seeds, k))
         for pool in pools:
@@ -97,7 +101,38 @@ def pool_table(folders: list[Path], sizes: list[int] | None = None) -> list[str]
     return out + [""]
 
 
+def pool_test(folders: list[Path], pool: list[int], test: list[int]) -> list[str]:
+    """A registered test: the choice pooled over the seeds `pool`, against the control on the seeds `test`,
+    paired by seed (the chosen subset's run on a seed: any run that trained it; '?' where none has)."""
+    leads = proxy_leads(folders)
+    dev, main = dev_scores(folders)
+    missing = sorted(set(pool) - set(leads))
+    if missing or set(pool) & set(test):
+        raise SystemExit(f"pool_table.py: --pool {','.join(map(str, pool))}: "
+                         + (f"no proxies for seed(s) {','.join(map(str, missing))}" if missing else "shares seeds with --test"))
+    candidates = list(leads[pool[0]])
+    pick = candidates[pooled_pick([[leads[s][c] for s in pool] for c in candidates], LEAD, GATE)]
+    out = [f"### knockout-pool's test ({', '.join(map(str, folders))}): pooled over seeds {','.join(map(str, pool))}, "
+           f"chosen {pick}; dev {main} against the control on seeds {','.join(map(str, test))}", "",
+           "| seed | control | chosen | difference |", "|---|---|---|---|"]
+    diffs = []
+    for s in test:
+        control, mine = dev.get(("1111", s)), dev.get((pick, s))
+        if control is None or mine is None:
+            out.append(f"| {s} | {'?' if control is None else f'{control:.2f}'} | {'?' if mine is None else f'{mine:.2f}'} | ? |")
+            continue
+        diffs.append(mine - control)
+        out.append(f"| {s} | {control:.2f} | {mine:.2f} | {diffs[-1]:+.2f} |")
+    summary = f"{signed([d / 100 for d in diffs])}; {paired_test(diffs)}" if diffs else "no seed has both runs"
+    return out + ["", f"Gain over the control: {summary}.", ""]
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    if args[:1] == ["--pool"] and len(args) > 4 and args[2] == "--test":
+        seeds = lambda text: [int(s) for s in text.split(",")]
+        print("\n".join(pool_test([Path(f) for f in args[4:]], seeds(args[1]), seeds(args[3]))))
+    elif args and not args[0].startswith("--"):
+        print("\n".join(pool_table([Path(f) for f in args])))
+    else:
         raise SystemExit(__doc__.strip().splitlines()[2].strip())
-    print("\n".join(pool_table([Path(f) for f in sys.argv[1:]])))

@@ -57,3 +57,20 @@ def test_one_seed_of_proxies_is_refused(tmp_path):
     write_run(tmp_path, "knockout", 1, 0.80, 200.0, knockout(0.57))
     with pytest.raises(SystemExit, match="1 seed"):
         module["pool_table"]([tmp_path])
+
+
+def test_a_registered_test_pools_its_seeds_and_pairs_the_choice_with_the_control_on_others(tmp_path):
+    for seed, lead in {1: 0.05, 2: 0.04, 3: -0.10}.items():
+        write_run(tmp_path, "knockout", seed, 0.80, 200.0, knockout(0.60 * (1 - lead)))
+    for seed, (control, chosen) in {3: (0.80, 0.83), 4: (0.81, 0.80), 5: (0.79, None)}.items():
+        write_run(tmp_path, "subset-1111", seed, control, 100.0, [])
+        if chosen:
+            write_run(tmp_path, "subset-0111", seed, chosen, 100.0, [])
+    text = "\n".join(module["pool_test"]([tmp_path], [1, 2], [3, 4, 5]))
+    assert "pooled over seeds 1,2, chosen 0111; dev f1 against the control on seeds 3,4,5" in text
+    assert "| 3 | 80.00 | 83.00 | +3.00 |" in text and "| 5 | 79.00 | ? | ? |" in text
+    assert "Gain over the control: +1.00 ± 2.83 (1/2 ahead); t(1) = 0.50, sign p = 1.00." in text
+    # seed 3's proxies say the opposite: pooled with it, the lead's t falls below 2 and all is kept
+    assert "chosen 1111" in "\n".join(module["pool_test"]([tmp_path], [1, 2, 3], [4]))
+    with pytest.raises(SystemExit, match="shares seeds with --test"):
+        module["pool_test"]([tmp_path], [1, 2], [2, 3])
