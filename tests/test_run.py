@@ -306,7 +306,8 @@ def test_demo_runs_the_whole_pipeline_and_its_ksm_selects(tmp_path):
                                          ("--reward-fraction", "1.0"), ("--alpha", "-0.1"), ("--student-layers", "0"),
                                          ("--checkpoint-every", "0"), ("--method", "ksm-medium"),
                                          ("--method", "subset-0011"), ("--method", "subset-2111"),
-                                         ("--search-gate", "0.0"), ("--search-lead", "1.0")])
+                                         ("--search-gate", "0.0"), ("--search-lead", "1.0"),
+                                         ("--method", "knockout-pool")])  # without --pool-from
 def test_out_of_range_flags_are_refused_before_any_work(tmp_path, flag, value):
     with pytest.raises(KdError, match=f"^{flag} {value}: "):
         run.main(["--task", "rte", "--teacher", str(tmp_path / "none"), "--out", str(tmp_path / "out"), flag, value])
