@@ -45,16 +45,28 @@ def pooled_pick(leads: list[list[float]], lead: float, gate: float) -> int:
 
 def knockout_proxies(folder: Path) -> dict[int, tuple[Path, list[dict]]]:
     """seed -> (run folder, its five proxies' search lines, all's first) of every knockout or knockout-gate
-    run in folder whose proxies all finished (its final run may not have: a rung cut short is left out)."""
+    run in folder whose proxies all finished (its final run may not have: a rung cut short is left out).
+    pool_choice takes a seed found in two folders from the first."""
     found = {}
     for run in sorted(folder.glob("knockout*-s*")):
         method, _, seed = run.name.rpartition("-s")
         if method not in KNOCKOUT or not seed.isdigit() or not (run / "log.jsonl").is_file():
             continue
-        lines = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r.get("event") == "search"]
+        lines = [r for r in read_jsonl(run / "log.jsonl") if r.get("event") == "search"]
         if len(lines) == N_PROXIES and lines[0]["subset"] == "1111":
             found.setdefault(int(seed), (run, lines))
     return found
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """A run's log.jsonl, a dict a line; a line that is not JSON is a one-line error naming it."""
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise KdError(f"{path}, line {number}: not JSON ({e.msg}); is it a run's log.jsonl?") from None
+    return records
 
 
 def pool_choice(folders: list[Path], seeds: list[int] | None, args: dict, skip: set, defaults: dict,
@@ -79,6 +91,8 @@ def pool_choice(folders: list[Path], seeds: list[int] | None, args: dict, skip: 
                       "proxies; pooling needs two at least (run.py --method knockout-gate --seeds 1,2,...)")
     for seed in pooled:
         run = found[seed][0]
+        if not (run / "config.json").is_file():
+            raise KdError(f"--pool-from: {run} has no config.json, so the flags its proxies were made with are unknown")
         saved = json.loads((run / "config.json").read_text())["args"]
         change = first_change(saved, args, skip=skip, defaults=defaults)
         if change:

@@ -62,11 +62,18 @@ def test_the_pool_chooses_over_every_seed_found_and_records_its_evidence(tmp_pat
     ("one seed", r"1 seed\(s\) with knockout's five proxies; pooling needs two at least"),
     ("missing seed", r"--pool-seeds: no knockout or knockout-gate run with all five proxies for seed\(s\) 7 in"),
     ("other flags", r"--pool-from: .*knockout-s2 was made with --lr 0.0001 \(this run has 0.0002\)"),
-    ("no folder", r"--pool-from .*nowhere: no such folder")])
+    ("no folder", r"--pool-from .*nowhere: no such folder"),
+    ("no config", r"--pool-from: .*knockout-s2 has no config.json"),
+    ("bad log", r"knockout-s2/log.jsonl, line 7: not JSON")])
 def test_what_cannot_be_pooled_is_refused_naming_the_run_or_flag(tmp_path, case, message):
     write_knockout(tmp_path, 1, 0.05)
     if case != "one seed":
         write_knockout(tmp_path, 2, 0.05, args={"lr": 1e-4} if case == "other flags" else None)
+    if case == "no config":
+        (tmp_path / "knockout-s2" / "config.json").unlink()
+    if case == "bad log":
+        with open(tmp_path / "knockout-s2" / "log.jsonl", "a") as f:
+            f.write('{"event": "phase", "run": "fi\n')  # a line cut off mid-write
     folders = [tmp_path / "nowhere"] if case == "no folder" else [tmp_path]
     with pytest.raises(KdError, match=message):
         choose(folders, seeds=[1, 7] if case == "missing seed" else None)
