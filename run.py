@@ -50,7 +50,7 @@ from kd_ref.plumbing.report import write_report
 from kd_ref.plumbing.resume import Checkpoints
 from kd_ref.plumbing.teacher_setup import make_teacher_view, prepare_teacher
 from kd_ref.plumbing.threads import choose_threads
-from kd_ref.pool import pool_choice
+from kd_ref.pool import pool_choice, pooled_runs
 from kd_ref.selectors import METHODS, SEARCHES, SUBSET, SelectorConfig, check_method, make_selector
 from kd_ref.student import build_student, default_layers, layer_map, layer_map_table, make_projections, student_config
 
@@ -145,8 +145,10 @@ def make_parser() -> Parser:
     g.add_argument("--pool-from",
                    help="knockout-pool [ours]: folders (comma-separated) of earlier knockout or knockout-gate runs of "
                         "this task, teacher and flags, whose proxies it pools over their seeds to choose once for the "
-                        "task (kd_ref/pool.py; it takes --search-lead as the mean lead, --search-gate as the t)")
-    g.add_argument("--pool-seeds", help="knockout-pool [ours]: pool these seeds' runs only (default: every one found)")
+                        "task, besides those in --out (kd_ref/pool.py; --search-lead is the mean lead it needs, "
+                        "--search-gate the t over the seeds)")
+    g.add_argument("--pool-seeds", help="knockout-pool [ours]: the seeds to pool (default: every one found); a seed no "
+                                        "run has gets knockout-gate's proxies run first, into --out")
     add_fields(g, AgentConfig, AGENT_CHOICES, skip=("hard",))  # ksm-hard / ksm-soft set `hard`
     g.add_argument("--reward-split", default="train", choices=["train", "dev"],
                    help="'train': a held-out part of the training set [ours]; 'dev': the paper's choice, "
@@ -168,9 +170,12 @@ def count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, out: Path, teacher_dev, chance, pool):
+def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, out: Path, teacher_dev, chance, pool,
+            proxies_only=False):
     """Train, evaluate and write one run (or reuse it, finished); its files are what the summary reads.
-    pool: knockout-pool's choice (kd_ref/pool.py), recorded in config.json and as the log's first line."""
+    pool: knockout-pool's choice (kd_ref/pool.py), recorded in config.json and as the log's first line.
+    proxies_only: a search's proxy runs and no final run (knockout-pool's pooled seeds): the run folder
+    keeps config.json and log.jsonl, and no metrics.json (--method knockout-gate --resume later runs it whole)."""
     train, augment, dev, test, holdout = data
     run_dir = out / f"{method}-s{seed}"
     pool = pool if method == "knockout-pool" else None
@@ -231,10 +236,15 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
                                                                 args.search_score, selector.per_row),
                         dev=(task, dev_batches, dev.labels),
                         holdout=None if holdout is None else (task, holdout_batches, holdout.labels),
-                        checkpoints=checkpoints, resume=resume)
+                        checkpoints=checkpoints, resume=resume, final=not proxies_only)
     finally:
         if distributed.is_main():
             log.close()
+    if proxies_only:
+        print(f"{method} seed {seed}: proxies for knockout-pool -> {run_dir}")
+        if distributed.is_main() and not args.keep_checkpoint:
+            shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+        return
     t0 = time.perf_counter()
     dev_metrics, dev_preds = evaluate(student, task, dev_batches, dev.labels)
     holdout_metrics = None if holdout is None else evaluate_with_loss(student, task, holdout_batches, holdout.labels)
@@ -332,12 +342,26 @@ POOL_FREE = RESUMABLE_CHANGES | {"out", "data_dir", "search_score", "search_gate
                                  "pool_seeds"}
 
 
-def choose_pool(args) -> dict:
-    """knockout-pool's choice for the task, from --pool-from's runs (kd_ref/pool.py), before any work."""
+def find_pool(args, out: Path) -> tuple[dict, list[int]]:
+    """knockout-pool's runs to pool, from --pool-from's folders and --out (each checked to have been made with
+    this run's flags), and the --pool-seeds none has: kd_ref.pool.pooled_runs."""
+    folders = [Path(f) for f in args.pool_from.split(",")] if args.pool_from else []
+    for folder in folders:
+        if not folder.is_dir():
+            raise KdError(f"--pool-from {folder}: no such folder")
     seeds = [int(s) for s in args.pool_seeds.split(",")] if args.pool_seeds else None
-    record = pool_choice([Path(f) for f in args.pool_from.split(",")], seeds,
-                         json.loads(json.dumps(vars(args))), POOL_FREE, flag_defaults(), args.search_lead,
-                         args.search_gate)
+    pooled, missing = pooled_runs(folders + [out], seeds, json.loads(json.dumps(vars(args))), POOL_FREE,
+                                  flag_defaults())
+    if len(pooled) + len(missing) < 2:
+        raise KdError(f"--method knockout-pool: {len(pooled)} seed(s) with knockout's five proxies in "
+                      f"{', '.join(map(str, folders + [out]))}; pooling needs two at least: name them with "
+                      "--pool-seeds (their proxies are run here) or run knockout-gate on them first")
+    return pooled, missing
+
+
+def choose_pool(pooled: dict, args) -> dict:
+    """knockout-pool's choice for the task (kd_ref/pool.py), said in one line."""
+    record = pool_choice(pooled, args.search_lead, args.search_gate)
     mean = ", ".join(f"{s} {100 * m:+.2f}% (t {record['t'][s]:.2f})" for s, m in record["mean_lead"].items())
     print(f"knockout-pool: seeds {','.join(map(str, record['seeds']))} pooled, mean leads over all's proxy: {mean}; "
           f"chosen: {record['winner']}")
@@ -405,7 +429,6 @@ def run_main(args, locks: ExitStack):
         args.student_layers = default_layers(teacher_config.num_hidden_layers)
     if args.student_init in ("teacher", "random"):
         student_config(teacher_config, args.student_layers, args.student_hidden, args.student_init)  # before any work
-    pool = choose_pool(args) if "knockout-pool" in methods else None  # with every flag final, before any work
     train, dev = encode_split(data_dir, task, "train", tokenizer), encode_split(data_dir, task, task.dev_splits[0], tokenizer)
     test_file = task.path(data_dir, task.test_splits[0]) if task.test_splits else None
     test = encode_split(data_dir, task, task.test_splits[0], tokenizer) if test_file and test_file.is_file() else None
@@ -416,8 +439,12 @@ def run_main(args, locks: ExitStack):
         raise KdError(f"--reward-fraction {args.reward_fraction}: holds out no row of the {len(train)} training rows "
                       "for the reward split; raise it, or give more rows")
     out = Path(args.out or f"runs/{task.name}")
+    # knockout-pool's pooled runs, checked with every flag final, before any work; its missing seeds' proxies
+    # are run below, into out, as knockout-gate's
+    _, pool_missing = find_pool(args, out) if "knockout-pool" in methods and not args.teacher_only else ({}, [])
     out.mkdir(parents=True, exist_ok=True)
     runs = [] if args.teacher_only else [out / f"{m}-s{s}" for m in methods for s in seeds]
+    runs += [out / f"knockout-gate-s{s}" for s in pool_missing]
     locks.enter_context(hold_all(runs, device))  # before any write into out
     print(f"threads: {args.threads} (set with --threads or OMP_NUM_THREADS, else the cores free at start)")
     with hold_all([out / "teacher"], device, wait=True):  # shared by every sweep into out: one at a time
@@ -436,10 +463,14 @@ def run_main(args, locks: ExitStack):
         distributed.shutdown()
         return
     chance = chance_score(task, train.labels, dev.labels)
+    data = (train, augment, dev, test, holdout)
+    for s in pool_missing:
+        run_one(args, "knockout-gate", s, task, data, teacher, teacher_view, g, device, out, teacher_dev, chance, None,
+                proxies_only=True)
+    pool = choose_pool(find_pool(args, out)[0], args) if "knockout-pool" in methods else None
     for m in methods:
         for s in seeds:
-            run_one(args, m, s, task, (train, augment, dev, test, holdout), teacher, teacher_view, g, device, out,
-                    teacher_dev, chance, pool)
+            run_one(args, m, s, task, data, teacher, teacher_view, g, device, out, teacher_dev, chance, pool)
     if distributed.is_main():  # every finished run in out, earlier invocations' included
         summary, table = summarise(finished_runs(out), teacher_dev)
         summary["teacher_finetune_s"] = teacher_s
@@ -474,9 +505,6 @@ def check_args(args, methods) -> None:
                        "search_lead": (lambda v: 0 <= v < 1, "a share of all's loss, in [0, 1)")})
     for m in methods:
         check_method(m)
-    if "knockout-pool" in methods and not args.pool_from:
-        raise KdError("--method knockout-pool: needs --pool-from, the folder of earlier knockout or knockout-gate runs "
-                      "whose proxies it pools")
     searches = [m for m in methods if m in SEARCHES]
     if searches and args.reward_split == "dev":
         raise KdError(f"--method {searches[0]} chooses on held-out rows of train: it cannot take --reward-split dev")

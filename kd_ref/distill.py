@@ -272,8 +272,9 @@ def parts(raw) -> str:
 
 def distill(student, projections, selector, teacher_view, train, cfg: DistillConfig, *, g, seed: int,
             device, log, episode_train=None, reward_batches=None, reward_score=None, dev=None, holdout=None,
-            checkpoints=None, resume=None) -> dict:
-    """KSM episodes (when the selector learns), then the final run. Returns wall times in seconds.
+            checkpoints=None, resume=None, final=True) -> dict:
+    """KSM episodes (when the selector learns), then the final run (final=False: none, a search's proxies
+    only, for knockout-pool). Returns wall times in seconds.
     A search (selectors.SEARCHES: halving, knockout, episode-ac) runs its proxy runs as the episodes, each scored by
     reward_score(student) on the reward split.
 
@@ -328,6 +329,8 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
                 selector.end_episode()
             student.load_state_dict(start)
             projections.load_state_dict(start_proj)
+    if not final:
+        return times
     resumed = resume if at["run"] == "final" else None
     if resumed is None:
         torch.manual_seed(seed)

@@ -1,14 +1,15 @@
-"""knockout-pool [ours, issue 27]: one choice of knowledge for a task, pooled over the seeds of earlier runs.
+"""knockout-pool [ours, issue 27]: one choice of knowledge for a task, pooled over seeds.
 
 knockout and knockout-gate choose per seed, from one seed's five proxy runs (`all`, and each knowledge left
 out), and at our scale one seed's proxies disagree with the next seed's by more than the subsets differ:
-knockout-gate kept `all` on MRPC's seeds 11-15, where 0111 is worth +0.75 F1 (experiments/RESULTS-kd.md). So
-knockout-pool takes the seeds, not one seed's rows, as the unit of evidence. It reads the proxies of earlier
-knockout or knockout-gate runs of the same task, teacher and flags (run.py --pool-from; their log.jsonl's search
-lines: each proxy's gold loss on held-out rows of train, never dev), takes each subset's lead over all's proxy
-on each seed (selectors.lead_over), and trains the subset with the largest mean lead among those whose mean
-lead is at least --search-lead and whose t over the seeds is at least --search-gate; else `all`. The choice is
-made once for the task: every seed's run trains the same subset, subset-XXXX's run bit for bit.
+knockout-gate kept `all` on MRPC's seeds 11-15, where 0111 is worth +0.56 F1 over seeds 6-15
+(experiments/RESULTS-kd.md). So knockout-pool takes the seeds, not one seed's rows, as the unit of evidence.
+It reads the proxies of knockout or knockout-gate runs of the same task, teacher and flags (run.py --pool-from,
+and --out; their log.jsonl's search lines: each proxy's gold loss on held-out rows of train, never dev), runs
+knockout-gate's proxies on the --pool-seeds that none has, takes each subset's lead over all's proxy on each
+seed (selectors.lead_over), and trains the subset with the largest mean lead among those whose mean lead is at
+least --search-lead and whose t over the seeds is at least --search-gate; else `all`. The choice is made once
+for the task: every seed's run trains the same subset, subset-XXXX's run bit for bit.
 """
 import json
 import math
@@ -69,42 +70,39 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
-def pool_choice(folders: list[Path], seeds: list[int] | None, args: dict, skip: set, defaults: dict,
-                lead: float, gate: float) -> dict:
-    """The pooled choice, as the log line knockout-pool's runs start with: the runs pooled, each subset's
-    lead per seed, its mean and t, and the winner. Each pooled run must have been made with the flags in
-    args but those in skip (a key its config.json lacks takes its value from defaults); else a one-line
-    error names the run and the flag."""
+def pooled_runs(folders: list[Path], seeds: list[int] | None, args: dict, skip: set,
+                defaults: dict) -> tuple[dict[int, tuple[Path, list[dict]]], list[int]]:
+    """The runs to pool, seed -> (run folder, its proxies' search lines), and the seeds of `seeds` that no
+    folder has (run.py runs their proxies); without `seeds`, every seed found. Each run must have been made
+    with the flags in args but those in skip (a key its config.json lacks takes its value from defaults),
+    else a one-line error names the run and the flag. A folder that does not exist holds no runs."""
     found = {}
     for folder in folders:
-        if not folder.is_dir():
-            raise KdError(f"--pool-from {folder}: no such folder")
-        for seed, run in knockout_proxies(folder).items():
+        for seed, run in (knockout_proxies(folder) if folder.is_dir() else {}).items():
             found.setdefault(seed, run)
-    missing = sorted(set(seeds or ()) - set(found))
-    if missing:
-        raise KdError(f"--pool-seeds: no knockout or knockout-gate run with all five proxies for seed(s) "
-                      f"{','.join(map(str, missing))} in {', '.join(map(str, folders))}")
-    pooled = sorted(seeds or found)
-    if len(pooled) < 2:
-        raise KdError(f"--pool-from {', '.join(map(str, folders))}: {len(pooled)} seed(s) with knockout's five "
-                      "proxies; pooling needs two at least (run.py --method knockout-gate --seeds 1,2,...)")
-    for seed in pooled:
-        run = found[seed][0]
+    pooled = {seed: run for seed, run in sorted(found.items()) if seeds is None or seed in seeds}
+    for run, _ in pooled.values():
         if not (run / "config.json").is_file():
             raise KdError(f"--pool-from: {run} has no config.json, so the flags its proxies were made with are unknown")
-        saved = json.loads((run / "config.json").read_text())["args"]
-        change = first_change(saved, args, skip=skip, defaults=defaults)
+        change = first_change(json.loads((run / "config.json").read_text())["args"], args, skip=skip, defaults=defaults)
         if change:
             flag, old, now = change
             raise KdError(f"--pool-from: {run} was made with --{flag.replace('_', '-')} {old} (this run has {now}): "
                           "its proxies are another run's; pool runs made with this run's flags")
-    proxies = {seed: found[seed][1] for seed in pooled}
-    subsets = [p["subset"] for p in proxies[pooled[0]]]
-    if any([p["subset"] for p in ps] != subsets for ps in proxies.values()):
+    return pooled, sorted(set(seeds or ()) - set(found))
+
+
+def pool_choice(pooled: dict[int, tuple[Path, list[dict]]], lead: float, gate: float) -> dict:
+    """The pooled choice, as the log line knockout-pool's runs start with: the runs pooled, each subset's
+    lead per seed, its mean and t, and the winner."""
+    if len(pooled) < 2:
+        raise KdError(f"knockout-pool: {len(pooled)} seed(s) with knockout's five proxies; pooling needs two at least")
+    proxies = [lines for _, lines in pooled.values()]
+    subsets = [p["subset"] for p in proxies[0]]
+    if any([p["subset"] for p in ps] != subsets for ps in proxies):
         raise KdError(f"--pool-from: the pooled runs' proxies are not the same five subsets ({subsets})")
-    leads = [[lead_over(ps[i]["loss"], ps[0]["loss"]) for ps in proxies.values()] for i in range(N_PROXIES)]
-    return {"event": "pool", "runs": [str(found[s][0]) for s in pooled], "seeds": pooled,
+    leads = [[lead_over(ps[i]["loss"], ps[0]["loss"]) for ps in proxies] for i in range(N_PROXIES)]
+    return {"event": "pool", "runs": [str(run) for run, _ in pooled.values()], "seeds": list(pooled),
             "leads": {s: leads[i] for i, s in enumerate(subsets) if i},
             "mean_lead": {s: sum(leads[i]) / len(pooled) for i, s in enumerate(subsets) if i},
             "t": {s: t_over_seeds(leads[i]) for i, s in enumerate(subsets) if i},

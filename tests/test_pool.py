@@ -5,7 +5,7 @@ import math
 import pytest
 
 from kd_ref.plumbing.errors import KdError
-from kd_ref.pool import pool_choice, pooled_pick, t_over_seeds
+from kd_ref.pool import pool_choice, pooled_pick, pooled_runs, t_over_seeds
 
 ARGS = {"task": "mrpc", "teacher": "t", "lr": 2e-4, "seed": 1, "method": "knockout"}
 SKIP = {"seed", "method", "search_gate"}
@@ -23,9 +23,12 @@ def write_knockout(folder, seed, lead_0111, method="knockout", args=None, proxie
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
 
 
+def find(folders, seeds=None, args=None):
+    return pooled_runs(folders, seeds, {**ARGS, "seed": 9, "method": "knockout-pool", **(args or {})}, SKIP, {})
+
+
 def choose(folders, seeds=None, lead=0.02, gate=2.0, args=None):
-    return pool_choice(folders, seeds, {**ARGS, "seed": 9, "method": "knockout-pool", **(args or {})}, SKIP, {},
-                       lead, gate)
+    return pool_choice(find(folders, seeds, args)[0], lead, gate)
 
 
 def test_pooled_pick_needs_a_mean_lead_and_a_t_over_the_seeds():
@@ -60,9 +63,8 @@ def test_the_pool_chooses_over_every_seed_found_and_records_its_evidence(tmp_pat
 
 @pytest.mark.parametrize("case, message", [
     ("one seed", r"1 seed\(s\) with knockout's five proxies; pooling needs two at least"),
-    ("missing seed", r"--pool-seeds: no knockout or knockout-gate run with all five proxies for seed\(s\) 7 in"),
     ("other flags", r"--pool-from: .*knockout-s2 was made with --lr 0.0001 \(this run has 0.0002\)"),
-    ("no folder", r"--pool-from .*nowhere: no such folder"),
+    ("no folder", r"0 seed\(s\) with knockout's five proxies"),
     ("no config", r"--pool-from: .*knockout-s2 has no config.json"),
     ("bad log", r"knockout-s2/log.jsonl, line 7: not JSON")])
 def test_what_cannot_be_pooled_is_refused_naming_the_run_or_flag(tmp_path, case, message):
@@ -76,8 +78,17 @@ def test_what_cannot_be_pooled_is_refused_naming_the_run_or_flag(tmp_path, case,
             f.write('{"event": "phase", "run": "fi\n')  # a line cut off mid-write
     folders = [tmp_path / "nowhere"] if case == "no folder" else [tmp_path]
     with pytest.raises(KdError, match=message):
-        choose(folders, seeds=[1, 7] if case == "missing seed" else None)
+        choose(folders)
     # flags the proxies do not read may differ (SKIP: here the gate); the seed and method always do
     write_knockout(tmp_path / "ok", 1, 0.05, args={"search_gate": 3.0})
     write_knockout(tmp_path / "ok", 2, 0.05)
     assert choose([tmp_path / "ok"])["winner"] == "0111"
+
+
+def test_seeds_no_run_has_are_returned_to_be_run_and_a_missing_folder_holds_none(tmp_path):
+    write_knockout(tmp_path, 1, 0.05)
+    write_knockout(tmp_path, 2, 0.04)
+    pooled, missing = find([tmp_path / "nowhere", tmp_path], seeds=[2, 7])
+    assert list(pooled) == [2] and missing == [7]
+    pooled, missing = find([tmp_path])  # no --pool-seeds: every seed found, none missing
+    assert list(pooled) == [1, 2] and missing == [] and pooled[1][0] == tmp_path / "knockout-s1"

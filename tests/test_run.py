@@ -291,27 +291,41 @@ def test_demo_runs_the_whole_pipeline_and_its_ksm_selects(tmp_path):
     first = lambda m: {k: v for k, v in search_log(tmp_path / "demo" / f"{m}-s1")[0].items()
                        if k in ("subset", "fraction", "accuracy", "loss")}
     assert first("episode-ac") == first("knockout") and first("knockout")["subset"] == "1111"
-    # knockout-pool pools knockout's proxies over seeds 1 and 2, chooses once, and trains that subset: ResK out
-    # too (a lead of 48% and 18% over all's proxy: t 2.2 over the two seeds), the very final run of knockout's
-    # seed 1, which chose the same
-    demo(tmp_path / "demo", "--method", "knockout", "--seed", "2", "--corrupt", "resk")
-    demo(tmp_path / "demo", "--method", "knockout-pool", "--pool-from", str(tmp_path / "demo"), "--corrupt", "resk")
+    # knockout-pool pools knockout's proxies over seeds 1 (knockout's run above) and 2 (no run has it: its proxies
+    # are run first, as knockout-gate's, without a final run), chooses once, and trains that subset: ResK out too
+    # (a lead of 48% and 18% over all's proxy: t 2.2 over the two seeds), the very final run of knockout's seed 1,
+    # which chose the same
+    demo(tmp_path / "demo", "--method", "knockout-pool", "--pool-seeds", "1,2", "--corrupt", "resk")
     pooled = phases(tmp_path / "demo" / "knockout-pool-s1")
     assert pooled[0]["event"] == "pool" and pooled[0]["seeds"] == [1, 2] and pooled[0]["winner"] == "1011"
+    assert pooled[0]["runs"][1].endswith("knockout-gate-s2")
+    proxies = tmp_path / "demo" / "knockout-gate-s2"
+    assert len(search_log(proxies)) == 5 and not (proxies / "metrics.json").exists()
+    assert not (proxies / "checkpoint").exists()
     final = lambda rows: [r for r in rows if r.get("run") == "final"]
     assert final(pooled) == final(phases(tmp_path / "demo" / "knockout-s1"))
+    assert not any(r.get("run") == "final" for r in phases(proxies))
 
 
 @pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--warmup", "1.5"), ("--gamma", "1.0"), ("--tau", "0.0"),
                                          ("--reward-fraction", "1.0"), ("--alpha", "-0.1"), ("--student-layers", "0"),
                                          ("--checkpoint-every", "0"), ("--method", "ksm-medium"),
                                          ("--method", "subset-0011"), ("--method", "subset-2111"),
-                                         ("--search-gate", "0.0"), ("--search-lead", "1.0"),
-                                         ("--method", "knockout-pool")])  # without --pool-from
+                                         ("--search-gate", "0.0"), ("--search-lead", "1.0")])
 def test_out_of_range_flags_are_refused_before_any_work(tmp_path, flag, value):
     with pytest.raises(KdError, match=f"^{flag} {value}: "):
         run.main(["--task", "rte", "--teacher", str(tmp_path / "none"), "--out", str(tmp_path / "out"), flag, value])
     assert not (tmp_path / "out").exists()
+
+
+def test_knockout_pool_without_two_seeds_is_refused_before_any_work(tiny, tmp_path):
+    with pytest.raises(KdError, match="--method knockout-pool: 0 seed.s. with knockout's five proxies in .*; pooling "
+                                      "needs two at least: name them with --pool-seeds"):
+        run.main(args(tiny, tmp_path, "--task", "rte", "--method", "knockout-pool"))
+    with pytest.raises(KdError, match=r"--pool-from .*nowhere: no such folder"):
+        run.main(args(tiny, tmp_path, "--task", "rte", "--method", "knockout-pool", "--pool-from",
+                      str(tmp_path / "nowhere"), "--pool-seeds", "1,2"))
+    assert not (tmp_path / "teacher").exists() and not list(tmp_path.glob("knockout*"))
 
 
 def test_act_every_step_applies_a_new_action_each_step(tiny, tmp_path, monkeypatch):
