@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from kd_ref.plumbing.errors import KdError
-from kd_ref.plumbing.outputs import first_change
+from kd_ref.plumbing.outputs import first_change, read_log
 from kd_ref.selectors import lead_over
 
 KNOCKOUT = ("knockout", "knockout-gate")  # the searches whose one rung of five proxies is pooled
@@ -53,21 +53,10 @@ def knockout_proxies(folder: Path) -> dict[int, tuple[Path, list[dict]]]:
         method, _, seed = run.name.rpartition("-s")
         if method not in KNOCKOUT or not seed.isdigit() or not (run / "log.jsonl").is_file():
             continue
-        lines = [r for r in read_jsonl(run / "log.jsonl") if r.get("event") == "search"]
+        lines = [r for _, r in read_log(run / "log.jsonl") if isinstance(r, dict) and r.get("event") == "search"]
         if len(lines) == N_PROXIES and lines[0]["subset"] == "1111":
             found.setdefault(int(seed), (run, lines))
     return found
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """A run's log.jsonl, a dict a line; a line that is not JSON is a one-line error naming it."""
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise KdError(f"{path}, line {number}: not JSON ({e.msg}); is it a run's log.jsonl?") from None
-    return records
 
 
 def pooled_runs(folders: list[Path], seeds: list[int] | None, args: dict, skip: set,

@@ -66,7 +66,7 @@ def test_the_pool_chooses_over_every_seed_found_and_records_its_evidence(tmp_pat
     ("other flags", r"--pool-from: .*knockout-s2 was made with --lr 0.0001 \(this run has 0.0002\)"),
     ("no folder", r"0 seed\(s\) with knockout's five proxies"),
     ("no config", r"--pool-from: .*knockout-s2 has no config.json"),
-    ("bad log", r"knockout-s2/log.jsonl, line 7: not JSON")])
+    ("bad log", r"knockout-s2/log.jsonl:7: not a JSON object")])
 def test_what_cannot_be_pooled_is_refused_naming_the_run_or_flag(tmp_path, case, message):
     write_knockout(tmp_path, 1, 0.05)
     if case != "one seed":

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from kd_ref.plumbing.disk import DiskFull, disk_full_error
+from kd_ref.plumbing.errors import KdError
 
 
 def write_json(path: Path, obj) -> None:
@@ -83,6 +84,20 @@ class JsonlLog:
 
     def close(self):
         os.close(self.fd)
+
+
+def read_log(path) -> list[tuple[int, object]]:
+    """(line number, value) of every non-blank line of a log.jsonl, in file order; a line that is not JSON
+    is a KdError naming it."""
+    records = []
+    for number, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            records.append((number, json.loads(raw)))
+        except json.JSONDecodeError as e:
+            raise KdError(f"{path}:{number}: not a JSON object ({e.msg})") from None
+    return records
 
 
 def versions() -> dict:

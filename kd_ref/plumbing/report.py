@@ -17,13 +17,12 @@ no plotting package. Log records used (one JSON object per line, others ignored)
      "action": [a1, a2, a3, a4], "dev": {"accuracy": 0.61} (optional), ...}
 """
 
-import json
 import math
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from kd_ref.plumbing.errors import KdError
-from kd_ref.plumbing.outputs import write_atomically
+from kd_ref.plumbing.outputs import read_log, write_atomically
 
 KNOWLEDGE = ["FinK", "ResK", "FeaK", "RelK"]  # the order of a1..a4 (method.md, "Four kinds of knowledge")
 KNOWLEDGE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
@@ -167,13 +166,7 @@ def knowledge_legend(left, top) -> list[str]:
 def read_phase_records(log_path) -> list[dict]:
     """The "phase" records of a log.jsonl, in file order; KdError names the bad line."""
     records = []
-    for number, raw in enumerate(Path(log_path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise KdError(f"{log_path}:{number}: not a JSON object ({e.msg})") from None
+    for number, record in read_log(log_path):
         if not isinstance(record, dict) or record.get("event") != "phase":
             continue
         action = record.get("action")
