@@ -318,7 +318,8 @@ def same_flags(run_dir: Path, config: dict, what: str) -> None:
     """Reusing or continuing a run needs the flags it was made with, but for those its method does
     not read. A flag its config.json does not record was added later, with the old behaviour as its
     default (OLD_DEFAULTS where that is no longer the default)."""
-    saved = json.loads((run_dir / "config.json").read_text())["args"]
+    saved_config = json.loads((run_dir / "config.json").read_text())
+    saved = saved_config["args"]
     skip = RESUMABLE_CHANGES | (set() if config["method"].startswith("ksm-") or config["method"] in SEARCHES
                                 else KSM_ONLY)
     change = first_change(saved, json.loads(json.dumps(config["args"])), skip=skip, defaults=flag_defaults())
@@ -326,7 +327,7 @@ def same_flags(run_dir: Path, config: dict, what: str) -> None:
         flag, old, now = change
         raise KdError(f"{run_dir} holds {what} made with --{flag.replace('_', '-')} {old} (now {now}): "
                       "rerun with the same flags, or pass --overwrite to start again")
-    saved_pool = json.loads((run_dir / "config.json").read_text()).get("pool")
+    saved_pool = saved_config.get("pool")
     if saved_pool and saved_pool["winner"] != config["pool"]["winner"]:
         raise KdError(f"{run_dir} holds {what} that trained the pool's choice {saved_pool['winner']}; the runs in "
                       f"--pool-from now choose {config['pool']['winner']}: pass --overwrite to start again")

@@ -46,6 +46,12 @@ def proxy_leads(folders: list[Path]) -> dict[int, dict[str, float]]:
     return leads
 
 
+def pick(leads: dict[int, dict[str, float]], pool) -> str:
+    """The subset knockout-pool's rule chooses from the proxies of the seeds in pool."""
+    candidates = list(leads[pool[0]])
+    return candidates[pooled_pick([[leads[s][c] for s in pool] for c in candidates], LEAD, GATE)]
+
+
 def dev_scores(folders: list[Path]) -> tuple[dict[tuple[str, int], float], str]:
     """(subset, seed) -> dev main metric (points) of every finished run that trained that subset, and the metric."""
     runs = load(*folders)
@@ -87,17 +93,17 @@ def pool_table(folders: list[Path]) -> list[str]:
         counts, gains, missing, pairs = {}, [], 0, 0
         pools = list(itertools.combinations(seeds, k))
         for pool in pools:
-            pick = candidates[pooled_pick([[leads[s][c] for s in pool] for c in candidates], LEAD, GATE)]
-            counts[pick] = counts.get(pick, 0) + 1
+            chosen = pick(leads, pool)
+            counts[chosen] = counts.get(chosen, 0) + 1
             others = [s for s in tested if s not in pool]
-            diffs = [dev[pick, s] - dev["1111", s] for s in others if (pick, s) in dev]
+            diffs = [dev[chosen, s] - dev["1111", s] for s in others if (chosen, s) in dev]
             missing, pairs = missing + len(others) - len(diffs), pairs + len(others)
             if diffs:
                 gains.append(statistics.mean(diffs))
-        chosen = ", ".join(f"{c} {n / len(pools):.0%}" for c, n in sorted(counts.items(), key=lambda x: -x[1]))
+        shares = ", ".join(f"{c} {n / len(pools):.0%}" for c, n in sorted(counts.items(), key=lambda x: -x[1]))
         gain = (f"{statistics.mean(gains):+.2f} | {sum(g > 0 for g in gains) / len(gains):.0%} / "
                 f"{sum(g >= BAR for g in gains) / len(gains):.0%}") if gains else "- | -"
-        out.append(f"| {k} | {len(pools)} | {chosen} | {gain} | {missing}/{pairs} |")
+        out.append(f"| {k} | {len(pools)} | {shares} | {gain} | {missing}/{pairs} |")
     return out + [""]
 
 
@@ -110,14 +116,13 @@ def pool_test(folders: list[Path], pool: list[int], test: list[int]) -> list[str
     if missing or set(pool) & set(test):
         raise SystemExit(f"pool_table.py: --pool {','.join(map(str, pool))}: "
                          + (f"no proxies for seed(s) {','.join(map(str, missing))}" if missing else "shares seeds with --test"))
-    candidates = list(leads[pool[0]])
-    pick = candidates[pooled_pick([[leads[s][c] for s in pool] for c in candidates], LEAD, GATE)]
+    chosen = pick(leads, pool)
     out = [f"### knockout-pool's test ({', '.join(map(str, folders))}): pooled over seeds {','.join(map(str, pool))}, "
-           f"chosen {pick}; dev {main} against the control on seeds {','.join(map(str, test))}", "",
+           f"chosen {chosen}; dev {main} against the control on seeds {','.join(map(str, test))}", "",
            "| seed | control | chosen | difference |", "|---|---|---|---|"]
     diffs = []
     for s in test:
-        control, mine = dev.get(("1111", s)), dev.get((pick, s))
+        control, mine = dev.get(("1111", s)), dev.get((chosen, s))
         if control is None or mine is None:
             out.append(f"| {s} | {'?' if control is None else f'{control:.2f}'} | {'?' if mine is None else f'{mine:.2f}'} | ? |")
             continue

@@ -463,10 +463,11 @@ def make_selector(method: str, student_dim: int, teacher_dim: int, config: Selec
     fixed = {"finetune": (1, 0, 0, 0), "kd": (1 - config.alpha, config.alpha, 0, 0),
              "pkd": (1, 1, config.beta, 0), "all": (1, 1, 1, 1)}
     if method == "knockout-pool":
-        if subset_weights(SUBSET + config.pooled) is None:
+        pooled = subset_weights(SUBSET + config.pooled)
+        if pooled is None:
             raise KdError(f"--method knockout-pool: no pooled choice ({config.pooled!r}); run.py makes it from "
                           "--pool-from")
-        return PooledChoice(method, subset_weights(SUBSET + config.pooled))
+        return PooledChoice(method, pooled)
     weights = fixed.get(method) or subset_weights(method)
     if weights:
         return FixedSelector(method, weights, feak_mode="cls" if method == "pkd" else "tokens")
