@@ -1,11 +1,12 @@
 """kd_ref/pool.py: knockout-pool's choice from earlier runs' proxies, on run folders written by hand."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from kd_ref.plumbing.errors import KdError
-from kd_ref.pool import pool_choice, pooled_pick, pooled_runs, t_over_seeds
+from kd_ref.pool import knockout_proxies, pool_choice, pooled_pick, pooled_runs, t_over_seeds
 
 ARGS = {"task": "mrpc", "teacher": "t", "lr": 2e-4, "seed": 1, "method": "knockout"}
 SKIP = {"seed", "method", "search_gate"}
@@ -92,3 +93,13 @@ def test_seeds_no_run_has_are_returned_to_be_run_and_a_missing_folder_holds_none
     assert list(pooled) == [2] and missing == [7]
     pooled, missing = find([tmp_path])  # no --pool-seeds: every seed found, none missing
     assert list(pooled) == [1, 2] and missing == [] and pooled[1][0] == tmp_path / "knockout-s1"
+
+
+def test_portings_worked_example_is_what_the_pool_computes_from_the_committed_logs():
+    """PORTING.md's worked example (MRPC seeds 1-3, experiments/logs/score/mrpc): a port checks its rule
+    against these numbers, so they must be what pool_choice gives from the logs they were read from."""
+    logs = Path(__file__).resolve().parent.parent / "experiments/logs/score/mrpc"
+    choice = pool_choice(knockout_proxies(logs), 0.02, 2.0)
+    assert choice["seeds"] == [1, 2, 3] and choice["winner"] == "0111"
+    assert choice["mean_lead"]["0111"] == pytest.approx(0.0402181, abs=1e-7)
+    assert choice["t"]["0111"] == pytest.approx(3.3319, abs=1e-4)
