@@ -20,9 +20,9 @@ SCORE=(--search-score "${SEARCH_SCORE:-loss}")  # read by the searches only: par
 [[ $3 == 0 ]] || SCORE=()
 teacher_flags "$1" "runs/subsets/$1"
 python run.py "${TEACHER[@]}" --holdout 0.1 --teacher-only
+subsets_student_flags "$1"
 for methods in ${PARTS[$3]}; do
   for seed in ${SEEDS:-6 7 8 9 10}; do
-    python run.py --task "$1" --teacher "runs/subsets/$1/teacher" --student-layers "$STUDENT_LAYERS" --holdout 0.1 \
-      --lr "${STUDENT_LR[$1]}" --loss-norm ema --method "$methods" "${SCORE[@]}" --seed "$seed" --out "runs/fresh/$1" --resume
+    python run.py "${SUBSETS_STUDENT[@]}" --method "$methods" "${SCORE[@]}" --seed "$seed" --out "runs/fresh/$1" --resume
   done
 done

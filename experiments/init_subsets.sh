@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/recipe.sh
 SUBSETS=${SUBSETS:-subset-1111,subset-0111,subset-1011,subset-1101,subset-1110}
+subsets_student_flags "$1"
 for seed in ${2//,/ }; do
-  python run.py --task "$1" --teacher "runs/subsets/$1/teacher" --student-layers "$STUDENT_LAYERS" --holdout 0.1 \
-    --lr "${STUDENT_LR[$1]}" --loss-norm ema --student-init weights/minilm-l6 --method "$SUBSETS" --seed "$seed" \
+  python run.py "${SUBSETS_STUDENT[@]}" --student-init weights/minilm-l6 --method "$SUBSETS" --seed "$seed" \
     --out "runs/init/$1" --resume
 done

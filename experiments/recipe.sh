@@ -24,6 +24,13 @@ student_flags() {
   STUDENT=(--task "$1" --teacher "runs/study/$1/teacher" --student-layers "$STUDENT_LAYERS")
 }
 
+# A student of issue 27's teacher (experiments/subsets.sh's, in runs/subsets/TASK: fine-tuned without the held-out
+# 10% of train) at the selectors' flags: what experiments/fresh_seeds.sh, search_score.sh and init_subsets.sh run.
+subsets_student_flags() {
+  SUBSETS_STUDENT=(--task "$1" --teacher "runs/subsets/$1/teacher" --student-layers "$STUDENT_LAYERS" --holdout 0.1
+                   --lr "${STUDENT_LR[$1]}" --loss-norm ema)
+}
+
 study_flags() {
   if [[ -z "${STUDENT_LR[$1]:-}" ]]; then
     echo "experiments/recipe.sh: no student learning rate for $1: run experiments/teachers.sh $1, then add its best to STUDENT_LR" >&2

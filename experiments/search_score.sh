@@ -11,12 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/recipe.sh
-teacher_flags "$1" "runs/subsets/$1"
+subsets_student_flags "$1"
 for seed in ${3//,/ }; do
   log="runs/score/$1/$2-s$seed/log.jsonl"
   grep -qs '"winner"' "$log" && continue
-  python run.py --task "$1" --teacher "runs/subsets/$1/teacher" --student-layers "$STUDENT_LAYERS" --holdout 0.1 \
-    --lr "${STUDENT_LR[$1]}" --loss-norm ema --method "$2" --seed "$seed" --out "runs/score/$1" --resume &
+  python run.py "${SUBSETS_STUDENT[@]}" --method "$2" --seed "$seed" --out "runs/score/$1" --resume &
   run=$!
   until grep -qs '"winner"' "$log" || ! kill -0 "$run" 2>/dev/null; do sleep 5; done
   kill "$run" 2>/dev/null || true
