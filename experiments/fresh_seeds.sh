@@ -18,9 +18,9 @@ source experiments/recipe.sh
 PARTS=("${SEARCHES:-halving,knockout}" "subset-1111 subset-$2 ksm-soft,random-soft")
 SCORE=(--search-score "${SEARCH_SCORE:-loss}")  # read by the searches only: part 0
 [[ $3 == 0 ]] || SCORE=()
+subsets_student_flags "$1"  # first: a task with no student rate stops here, before the teacher's fine-tuning
 teacher_flags "$1" "runs/subsets/$1"
 python run.py "${TEACHER[@]}" --holdout 0.1 --teacher-only
-subsets_student_flags "$1"
 for methods in ${PARTS[$3]}; do
   for seed in ${SEEDS:-6 7 8 9 10}; do
     python run.py "${SUBSETS_STUDENT[@]}" --method "$methods" "${SCORE[@]}" --seed "$seed" --out "runs/fresh/$1" --resume

@@ -13,6 +13,15 @@ declare -A STUDENT_LR=([mrpc]=2e-4 [stsb]=2e-4 [cola]=1e-4)
 
 STUDENT_LAYERS=3  # the paper's BERT3 analogue; the teacher's cached outputs are those of its layer map
 
+# Every student's flags go through this check, so a task with no rate stops with one line before any work
+# (bash's own 'unbound variable' names neither the task nor the fix).
+student_lr() {  # TASK: fails with a one-line error where STUDENT_LR has no rate for TASK
+  if [[ -z "${STUDENT_LR[$1]:-}" ]]; then
+    echo "experiments/recipe.sh: no student learning rate for $1: run experiments/teachers.sh $1, then add its best to STUDENT_LR" >&2
+    return 1
+  fi
+}
+
 teacher_flags() {  # TASK [OUT], OUT by default runs/study/TASK
   TEACHER=(--task "$1" --teacher weights/minilm-l6 --teacher-lr 5e-5 --teacher-epochs 4
            --student-layers "$STUDENT_LAYERS" --out "${2:-runs/study/$1}")
@@ -27,15 +36,13 @@ student_flags() {
 # A student of issue 27's teacher (experiments/subsets.sh's, in runs/subsets/TASK: fine-tuned without the held-out
 # 10% of train) at the selectors' flags: what experiments/fresh_seeds.sh, search_score.sh and init_subsets.sh run.
 subsets_student_flags() {
+  student_lr "$1" || return 1
   SUBSETS_STUDENT=(--task "$1" --teacher "runs/subsets/$1/teacher" --student-layers "$STUDENT_LAYERS" --holdout 0.1
                    --lr "${STUDENT_LR[$1]}" --loss-norm ema)
 }
 
 study_flags() {
-  if [[ -z "${STUDENT_LR[$1]:-}" ]]; then
-    echo "experiments/recipe.sh: no student learning rate for $1: run experiments/teachers.sh $1, then add its best to STUDENT_LR" >&2
-    return 1
-  fi
+  student_lr "$1" || return 1
   teacher_flags "$1"
   STUDY=("${TEACHER[@]}" --lr "${STUDENT_LR[$1]}" --resume)
 }

@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 source experiments/recipe.sh
 PARTS=("subset-1000,subset-1100,subset-1001,subset-1101,subset-0111,subset-1111"
        "subset-0100,subset-1010,subset-0110,subset-1110,subset-0101,subset-1011")
+student_lr "$1"
 teacher_flags "$1" "runs/subsets/$1"
 FLAGS=("${TEACHER[@]}" --holdout 0.1 --lr "${STUDENT_LR[$1]}" --loss-norm ema --resume)
 for seed in ${3//,/ }; do
