@@ -13,8 +13,9 @@ declare -A STUDENT_LR=([mrpc]=2e-4 [stsb]=2e-4 [cola]=1e-4)
 
 STUDENT_LAYERS=3  # the paper's BERT3 analogue; the teacher's cached outputs are those of its layer map
 
-# Every student's flags go through this check, so a task with no rate stops with one line before any work
-# (bash's own 'unbound variable' names neither the task nor the fix).
+# Whatever reads STUDENT_LR calls this first (study_flags, subsets_student_flags, subsets.sh), so a task with no
+# rate stops with one line before any work (bash's own 'unbound variable' names neither the task nor the fix).
+# student_flags needs no rate: its callers search one (teachers.sh, selection.sh).
 student_lr() {  # TASK: fails with a one-line error where STUDENT_LR has no rate for TASK
   if [[ -z "${STUDENT_LR[$1]:-}" ]]; then
     echo "experiments/recipe.sh: no student learning rate for $1: run experiments/teachers.sh $1, then add its best to STUDENT_LR" >&2
