@@ -80,6 +80,9 @@ def make_parser() -> Parser:
                                             "same flags always continue from their last checkpoint)")
     a("--checkpoint-every", type=integer, default=1,
       help="phases between checkpoints of the whole training state (also at the end of each episode and run)")
+    a("--checkpoint-minutes", type=number, default=2.0,
+      help="minutes at least between two of those checkpoints, those at episode and run ends aside: what a "
+           "crash can lose, without a save after every short phase (0: every --checkpoint-every phases)")
     a("--keep-checkpoint", action="store_true",
       help="keep a finished run's checkpoint/ (the whole training state, 210 MB for a 3-layer MiniLM student); "
            "by default it is removed once the run has written its results")
@@ -183,7 +186,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
               "reward_split_is_dev": args.reward_split == "dev", "versions": versions(),
               "labels": task.labels and list(task.labels), **({"task": task.describe()} if task.files else {}),
               **({"pool": pool} if pool else {})}
-    checkpoints = Checkpoints(run_dir, args.checkpoint_every)
+    checkpoints = Checkpoints(run_dir, args.checkpoint_every, minutes=args.checkpoint_minutes)
     todo = open_run_dir(args, run_dir, config, checkpoints)
     if todo == "finished":
         print(f"{method} seed {seed}: finished earlier, reusing {run_dir} (--resume)")
@@ -278,7 +281,8 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
 
 # Flags that may change between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "method", "seeds", "seed",
-                     "checkpoint_every", "teacher_checkpoints_per_epoch", "threads", "keep_checkpoint"}
+                     "checkpoint_every", "checkpoint_minutes", "teacher_checkpoints_per_epoch", "threads",
+                     "keep_checkpoint"}
 # Flags only the episodes of ksm-* and the searches (halving, knockout, episode-ac) read: a method without
 # episodes is the same run whatever they are.
 KSM_ONLY = {f.name for f in dataclasses.fields(AgentConfig)} | {"episodes", "episode_fraction", "episode_data",
@@ -495,6 +499,7 @@ def check_args(args, methods) -> None:
     config_from(args, AgentConfig, hard=False)  # AgentConfig checks its own fields
     at_least_1 = (lambda v: v >= 1, "at least 1")
     check_flags(args, {"checkpoint_every": at_least_1, "teacher_epochs": at_least_1,
+                       "checkpoint_minutes": (lambda v: 0 <= v < math.inf, "0 or more"),
                        "teacher_batch_size": at_least_1, "teacher_checkpoints_per_epoch": at_least_1,
                        "student_layers": at_least_1,
                        "student_hidden": at_least_1, "teacher_lr": (lambda v: 0 < v < math.inf, "a positive number"),

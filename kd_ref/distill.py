@@ -258,7 +258,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                         if not all(torch.isfinite(p).all() for p in params):
                             raise NonFinite(f"{run} run, episode {episode}, step {step}: non-finite weights "
                                             f"after the phase ({parts(sums / n)})")
-                        if distributed.is_main():
+                        if distributed.is_main() and (step == total or checkpoints.waited()):
                             checkpoints.save({"run": run, "episode": episode, "phase": phase, "step": step,
                                               "times": clock()}, modules, stateful,
                                              {"step": step, "phase": phase, "pending": pending,

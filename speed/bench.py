@@ -26,11 +26,13 @@ out), peak = 989 TFLOP/s dense bf16 on H100 SXM and H200 (--peak-tflops for othe
 
 Output: one JSON line per measurement on stdout and appended to --out, in this
 order: 'machine'; 'ours' per variant (step time, seq/s, parts, MFU, warm-up,
-recompiles after warm-up); 'losses' (spec vs fused: time, agreement); 'baseline'
+recompiles after warm-up), each followed with --profile by its 'profile' lines (the step and
+the losses alone: kernels, device busy time); 'losses' (spec vs fused: time, agreement); 'baseline'
 per baseline variant; 'summary' (ours / baseline seq/s).
 """
 import argparse
 import datetime
+import gzip
 import json
 import os
 import platform
@@ -81,6 +83,10 @@ def parse_args(argv=None):
       help="steps the selector's per-phase work is spread over (RTE, batch 32, 4 phases per epoch: ~20)")
     a("--peak-tflops", type=float, help="peak FLOP/s of the device in TFLOP/s, for MFU")
     a("--out", help="also append the JSON lines to this file")
+    a("--profile", metavar="DIR", help="also profile --profile-steps steps of each variant and the losses alone "
+                                      "(torch.profiler): a 'profile' JSON line each, and in DIR the op table "
+                                      "(profile-TEACHER-VARIANT.txt) and the trace (.trace.json.gz)")
+    a("--profile-steps", type=int, default=5)
     args = p.parse_args(argv)
     cuda = args.device.startswith("cuda")
     args.teacher = args.teacher or ("base" if cuda else "small")
@@ -289,6 +295,50 @@ def bench_ours(args, variant: str, device, b) -> tuple[dict, Setup]:
     return record, setup
 
 
+def profile(setup: Setup, b, variant: str, directory: str) -> list[dict]:
+    """Where the step's time goes: torch.profiler over --profile-steps steps, then over as many
+    forward + backward passes of the loss alone. Per step: the wall time, the kernels launched and
+    the time the device spent in them (kernel events of the exported trace, which on one stream do not
+    overlap). busy_share well under 1 means the device waits for the host (launches, Python,
+    guards), where CUDA graphs help; near 1, the kernels themselves are the cost.
+    Writes the op table (sorted by device time, CPU time on the CPU) and the gzipped Chrome trace."""
+    args, device = setup.args, setup.device
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    parts = {"step": lambda: setup.step(b)}
+    if not setup.cudagraphs:  # pieces run alone only outside CUDA graph trees, as in parts_ms
+        loss_args, kwargs = loss_leaves(setup, b, setup.student_forward(b), setup.teacher_forward(b))
+        parts["losses"] = lambda: setup.loss(setup.loss_fn, loss_args, kwargs)[0].backward()
+    records = []
+    for part, fn in parts.items():
+        fn()
+        sync(device)
+        with torch.profiler.profile(activities=acts) as prof:
+            t0 = time.perf_counter()
+            for _ in range(args.profile_steps):
+                fn()
+            sync(device)
+            wall_ms = (time.perf_counter() - t0) / args.profile_steps * 1e3
+        stem = Path(directory) / f"profile-{args.teacher}-{variant}-{part}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        raw = stem.with_suffix(".json")
+        prof.export_chrome_trace(str(raw))
+        trace = json.loads(raw.read_text())
+        with gzip.open(stem.with_suffix(".trace.json.gz"), "wt") as f:
+            json.dump(trace, f)
+        raw.unlink()
+        kernels = [e for e in trace.get("traceEvents", []) if e.get("cat") == "kernel"]
+        busy_ms = sum(e.get("dur", 0) for e in kernels) / 1e3 / args.profile_steps
+        sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        stem.with_suffix(".txt").write_text(prof.key_averages().table(sort_by=sort, row_limit=40) + "\n")
+        records.append({"what": "profile", "variant": variant, "part": part, "teacher": args.teacher,
+                        "student_layers": args.student_layers, "batch": args.batch, "seq": args.seq,
+                        "steps": args.profile_steps, "wall_ms": round(wall_ms, 3),
+                        "kernels_per_step": len(kernels) / args.profile_steps, "device_busy_ms": round(busy_ms, 3),
+                        "busy_share": round(busy_ms / wall_ms, 4) if kernels else None,
+                        "files": str(stem) + ".{txt,trace.json.gz}"})
+    return records
+
+
 def parts_ms(setup: Setup, b, step_ms: float) -> dict:
     """Each part of the step timed alone; student backward is what the others leave of the step."""
     args, device = setup.args, setup.device
@@ -380,9 +430,16 @@ def main(argv=None):
             record, setup = bench_ours(args, variant, device, b)
             loss_setup = loss_setup or (None if setup.cudagraphs else setup)
         except Exception as e:  # one variant failing (say CUDA graphs) must not lose the others
-            record = {"what": "ours", "variant": variant, "error": f"{type(e).__name__}: {e}"[:2000]}
+            record, setup = {"what": "ours", "variant": variant, "error": f"{type(e).__name__}: {e}"[:2000]}, None
         results[variant] = record
         emit(record, args.out)
+        if args.profile and setup is not None:
+            try:
+                lines = profile(setup, b, variant, args.profile)
+            except Exception as e:
+                lines = [{"what": "profile", "variant": variant, "error": f"{type(e).__name__}: {e}"[:2000]}]
+            for line in lines:
+                emit(line, args.out)
     if loss_setup is not None:
         emit(bench_losses(args, loss_setup, b), args.out)
     setup = loss_setup = None  # free the device for the baseline's process

@@ -39,7 +39,7 @@ def flags(tiny: Path, out: Path, *extra: str) -> list[str]:
     return ["--task", "rte", "--data-dir", str(tiny / "data"), "--teacher", str(tiny / "teacher"),
             "--out", str(out), "--method", "kd", "--max-len", "32", "--batch-size", "16", "--epochs", "2",
             "--phases-per-epoch", "2", "--lr", "5e-4", "--teacher-lr", "5e-4", "--teacher-epochs", "2",
-            "--teacher-batch-size", "16", "--teacher-checkpoints-per-epoch", "2", *extra]
+            "--teacher-batch-size", "16", "--teacher-checkpoints-per-epoch", "2", "--checkpoint-minutes", "0", *extra]
 
 
 def no_space_at(monkeypatch, pattern: str, nth: int = 1) -> None:

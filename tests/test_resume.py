@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 import run
 from kd_ref.plumbing.errors import KdError
+from kd_ref.plumbing import resume
 from kd_ref.plumbing.resume import Checkpoints
 from tiny_task import write_tiny_task
 
@@ -30,9 +31,11 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def flags(tiny: Path, out: Path, *extra: str) -> list[str]:
+    """A checkpoint at every phase end (--checkpoint-minutes 0): these runs take seconds."""
     return ["--task", "rte", "--data-dir", str(tiny / "data"), "--teacher", str(tiny / "teacher"),
             "--out", str(out), "--method", "ksm-soft", "--seed", "3", "--max-len", "32", "--batch-size", "16",
-            "--epochs", "2", "--episodes", "2", "--phases-per-epoch", "4", "--lr", "5e-4", *extra]
+            "--epochs", "2", "--episodes", "2", "--phases-per-epoch", "4", "--lr", "5e-4",
+            "--checkpoint-minutes", "0", *extra]
 
 
 def command(tiny, out, *extra):
@@ -113,6 +116,48 @@ def test_a_crash_while_writing_leaves_a_complete_checkpoint(tmp_path):
     (tmp_path / "checkpoint" / "state.pt").write_bytes(b"garbage")
     with pytest.raises(KdError, match="checkpoint: cannot read the checkpoint"):
         ckpts.load()
+
+
+def test_phase_checkpoints_wait_the_minutes_and_change_nothing_computed(tiny, tmp_path, monkeypatch):
+    """--checkpoint-minutes: a phase end's checkpoint waits until that long after the last save (or
+    the run's start); those at episode and run ends do not wait. Saving or not changes no result."""
+    saved = {}
+
+    def recording(save):
+        def wrapper(self, meta, *rest):
+            saved.setdefault(self.dir.parent.name, []).append((meta["run"], meta["episode"], meta["phase"]))
+            return save(self, meta, *rest)
+        return wrapper
+    monkeypatch.setattr(Checkpoints, "save", recording(Checkpoints.save))
+    every, default = tmp_path / "every", tmp_path / "default"
+    run.main(flags(tiny, every))  # --checkpoint-minutes 0
+    without = flags(tiny, default)
+    i = without.index("--checkpoint-minutes")
+    run.main(without[:i] + without[i + 2:])  # the default, 2 minutes: longer than this whole run
+    last = {}  # the last phase of each episode and of the final run, in order
+    for s in saved["every"]:
+        last[s[:2]] = s
+    assert list(last) == [("episode", 0), ("episode", 1), ("final", 0)]
+    for key, end in last.items():  # minutes 0: every phase end
+        assert [s[2] for s in saved["every"] if s[:2] == key] == list(range(end[2] + 1))
+    assert saved["default"] == list(last.values())  # 2 minutes: the run ends only
+    a, b = every / "ksm-soft-s3", default / "ksm-soft-s3"
+    assert (a / "log.jsonl").read_text() == (b / "log.jsonl").read_text()
+    assert (a / "student" / "model.safetensors").read_bytes() == (b / "student" / "model.safetensors").read_bytes()
+
+
+def test_checkpoints_wait_from_the_last_save(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(resume.time, "monotonic", lambda: clock[0])
+    ckpts = Checkpoints(tmp_path, 1, minutes=2)
+    assert ckpts.due(0, last=False) and not ckpts.waited()  # due by its phase, not yet by the clock
+    clock[0] += 119.9
+    assert not ckpts.waited()
+    clock[0] += 0.1
+    assert ckpts.waited()
+    ckpts.save({"step": 1}, {"m": torch.nn.Linear(2, 2)}, {}, {"step": 1})
+    assert not ckpts.waited()
+    assert Checkpoints(tmp_path, 1).waited()  # minutes 0: never waits
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
