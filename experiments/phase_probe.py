@@ -71,6 +71,9 @@ class Snapshots(Checkpoints):
     def due(self, phase: int, last: bool) -> bool:
         return self.keep
 
+    def waited(self) -> bool:  # in memory: every phase end, however short
+        return True
+
     def save(self, meta, modules, stateful, loop) -> None:
         weights = {f"{name}.{k}": v for name, module in modules.items() for k, v in module.state_dict().items()}
         state = {name: obj.state_dict() for name, obj in stateful.items()}
