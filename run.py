@@ -83,6 +83,10 @@ def make_parser() -> Parser:
     a("--checkpoint-minutes", type=number, default=2.0,
       help="minutes at least between two of those checkpoints, those at episode and run ends aside: what a "
            "crash can lose, without a save after every short phase (0: every --checkpoint-every phases)")
+    a("--curve-every", type=integer,
+      help="phases of the final run between scores of dev (and the --holdout rows) for log.jsonl and the "
+           "report's curve, and at its end; 1: every phase; 0: none (default: --phases-per-epoch, once an "
+           "epoch: each score is a pass over those rows, which on a CPU costs minutes a run at every phase)")
     a("--keep-checkpoint", action="store_true",
       help="keep a finished run's checkpoint/ (the whole training state, 210 MB for a 3-layer MiniLM student); "
            "by default it is removed once the run has written its results")
@@ -239,7 +243,9 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
                                                                 args.search_score, selector.per_row),
                         dev=(task, dev_batches, dev.labels),
                         holdout=None if holdout is None else (task, holdout_batches, holdout.labels),
-                        checkpoints=checkpoints, resume=resume, final=not proxies_only)
+                        curve_every=args.phases_per_epoch if args.curve_every is None else args.curve_every,
+                        checkpoints=checkpoints, resume=resume,
+                        final=not proxies_only)
     finally:
         if distributed.is_main():
             log.close()
@@ -282,7 +288,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
 # Flags that may change between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "method", "seeds", "seed",
                      "checkpoint_every", "checkpoint_minutes", "teacher_checkpoints_per_epoch", "threads",
-                     "keep_checkpoint"}
+                     "keep_checkpoint", "curve_every"}
 # Flags only the episodes of ksm-* and the searches (halving, knockout, episode-ac) read: a method without
 # episodes is the same run whatever they are.
 KSM_ONLY = {f.name for f in dataclasses.fields(AgentConfig)} | {"episodes", "episode_fraction", "episode_data",
@@ -500,6 +506,7 @@ def check_args(args, methods) -> None:
     at_least_1 = (lambda v: v >= 1, "at least 1")
     check_flags(args, {"checkpoint_every": at_least_1, "teacher_epochs": at_least_1,
                        "checkpoint_minutes": (lambda v: 0 <= v < math.inf, "0 or more"),
+                       "curve_every": (lambda v: v >= 0, "0 or more"),
                        "teacher_batch_size": at_least_1, "teacher_checkpoints_per_epoch": at_least_1,
                        "student_layers": at_least_1,
                        "student_hidden": at_least_1, "teacher_lr": (lambda v: 0 < v < math.inf, "a positive number"),

@@ -50,15 +50,19 @@ def spans(folder: Path, subsets: list[str], seeds: list[int], main: str, dev_mea
     """Spearman's rho over subsets of the dev means of whole runs against the scores after each phase of
     the final runs (means over seeds): dev's own, and where every run logged them (since issue 27) the
     held-out metric and minus the held-out gold loss. A truncated run is what a cheap proxy could see."""
-    logs = {(s, seed): [r for r in read_phase_records(folder / f"{s}-s{seed}" / "log.jsonl") if r["run"] == "final"]
-            for s in subsets for seed in seeds}
+    finals = {(s, seed): [r for r in read_phase_records(folder / f"{s}-s{seed}" / "log.jsonl") if r["run"] == "final"]
+              for s in subsets for seed in seeds}
+    # the phases that were scored (run.py --curve-every)
+    logs = {k: [r for r in rows if "dev" in r] for k, rows in finals.items()}
     n = min(len(rows) for rows in logs.values())
     held = n and all("holdout" in rows[0] for rows in logs.values())
     at = lambda p, split, key: [statistics.mean(logs[s, seed][p][split][key] for seed in seeds) for s in subsets]
     out = [f"| after phase | of | rho, dev {main} |" + (f" rho, held-out {main} | rho, held-out −loss |" if held else ""),
            "|---|---|---|" + ("---|---|" if held else "")]
+    first = next(iter(logs))
     for p in range(n):
-        cells = f"| {p + 1} | {n} | {spearman(at(p, 'dev', main), dev_means):.2f} |"
+        phase = logs[first][p]["phase"] + 1
+        cells = f"| {phase} | {len(finals[first])} | {spearman(at(p, 'dev', main), dev_means):.2f} |"
         if held:
             cells += (f" {spearman(at(p, 'holdout', main), dev_means):.2f} | "
                       f"{spearman([-v for v in at(p, 'holdout', 'loss')], dev_means):.2f} |")

@@ -141,14 +141,15 @@ def global_cls_mean(hidden, valid) -> torch.Tensor:
 
 def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g, seed: int, device, log,
                   run: str, episode: int = 0, learn: bool = False, reward_batches=None, dev=None,
-                  holdout=None, checkpoints=None, resume=None, clock=dict, episodes: int = 0,
+                  holdout=None, curve_every: int = 1, checkpoints=None, resume=None, clock=dict, episodes: int = 0,
                   after: int = 0) -> None:
     """One distillation run of model (a Trainee, maybe DDP-wrapped), in place.
 
     learn=True is a KSM episode: noisy actions, a reward per phase, agent updates.
     learn=False is a final run: the selector's noise-free actions; with `dev` =
-    (task, batches, labels) the dev metric is logged at each phase end, and with `holdout` (the same
-    for run.py's --holdout rows) their metric and gold loss: how a truncated run would have ranked.
+    (task, batches, labels) the dev metric is logged at the end of every curve_every phases and of the
+    run (0: none), and with `holdout` (the same for run.py's --holdout rows) their metric and gold loss
+    there too: how a truncated run would have ranked. Neither changes the training.
     checkpoints (kd_ref.plumbing.resume) saves the training state at phase ends; resume is a
     checkpoint of this run to continue from; clock() gives the wall times so far. For the progress
     line: episodes, how many the run has; after, the steps of the runs still to come after this one.
@@ -249,9 +250,10 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
                         gold_after = gold_loss(student, reward_batches)
                         record["reward_task"] = gold_before - gold_after
                         gold_before = gold_after
-                    if dev is not None:
+                    curve = curve_every > 0 and ((phase + 1) % curve_every == 0 or step == total)
+                    if dev is not None and curve:
                         record["dev"] = evaluate(student, dev[0], dev[1], dev[2])[0]
-                    if holdout is not None:
+                    if holdout is not None and curve:
                         record["holdout"] = evaluate_with_loss(student, *holdout)
                     pending = (phase_state, action, record)
                     if checkpoints and checkpoints.due(phase, step == total):
@@ -272,7 +274,7 @@ def parts(raw) -> str:
 
 def distill(student, projections, selector, teacher_view, train, cfg: DistillConfig, *, g, seed: int,
             device, log, episode_train=None, reward_batches=None, reward_score=None, dev=None, holdout=None,
-            checkpoints=None, resume=None, final=True) -> dict:
+            curve_every: int = 1, checkpoints=None, resume=None, final=True) -> dict:
     """KSM episodes (when the selector learns), then the final run (final=False: none, a search's proxies
     only, for knockout-pool). Returns wall times in seconds.
     A search (selectors.SEARCHES: halving, knockout, episode-ac) runs its proxy runs as the episodes, each scored by
@@ -334,8 +336,8 @@ def distill(student, projections, selector, teacher_view, train, cfg: DistillCon
     resumed = resume if at["run"] == "final" else None
     if resumed is None:
         torch.manual_seed(seed)
-    timed_run("final_s", train=train, seed=seed, run="final", dev=dev, holdout=holdout, resume=resumed,
-              reward_batches=reward_batches)
+    timed_run("final_s", train=train, seed=seed, run="final", dev=dev, holdout=holdout, curve_every=curve_every,
+              resume=resumed, reward_batches=reward_batches)
     return times
 
 

@@ -303,7 +303,8 @@ def profile(setup: Setup, b, variant: str, directory: str) -> list[dict]:
     guards), where CUDA graphs help; near 1, the kernels themselves are the cost.
     Writes the op table (sorted by device time, CPU time on the CPU) and the gzipped Chrome trace."""
     args, device = setup.args, setup.device
-    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    kinds = torch.profiler.ProfilerActivity
+    acts = [kinds.CPU] + ([kinds.CUDA] if device.type == "cuda" else [])
     parts = {"step": lambda: setup.step(b)}
     if not setup.cudagraphs:  # pieces run alone only outside CUDA graph trees, as in parts_ms
         loss_args, kwargs = loss_leaves(setup, b, setup.student_forward(b), setup.teacher_forward(b))

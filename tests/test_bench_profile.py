@@ -34,5 +34,5 @@ def test_profile_writes_a_record_table_and_trace_per_part(tmp_path):
             names = {e.get("name") for e in json.load(f)["traceEvents"]}
         assert any(str(n).startswith("aten::") for n in names)  # the trace holds the ops it profiled
     assert not list(tmp_path.glob("*[!z]/*.json"))  # the uncompressed export is not left behind
-    step_ops = (tmp_path / "profile-small-eager-step.txt").read_text()
-    assert "_fused_adamw" in step_ops and "_fused_adamw" not in (tmp_path / "profile-small-eager-losses.txt").read_text()
+    step_ops, loss_ops = ((tmp_path / f"profile-small-eager-{part}.txt").read_text() for part in ("step", "losses"))
+    assert "_fused_adamw" in step_ops and "_fused_adamw" not in loss_ops

@@ -53,7 +53,7 @@ def test_ksm_run_leaves_everything_a_paper_needs(tiny, tmp_path):
         assert r["reward"] == pytest.approx(r["reward_task"] + r["reward_explore"])
         assert set(r["losses"]) == {"fink", "resk", "feak", "relk"}
         assert all(0 <= a <= 1 for a in r["action"])
-    assert all("dev" in r for r in final)
+    assert ["dev" in r for r in final] == [False, True]  # scored once an epoch (--curve-every), 2 phases an epoch
     for r in final:  # a final run learns nothing, but logs the same reward columns, and Q
         assert {"reward", "reward_task", "reward_explore", "q"} <= set(r) and r["reward_explore"] == 0.0
         assert r["reward"] == r["reward_task"]
@@ -217,7 +217,7 @@ def test_holdout_rows_train_neither_teacher_nor_student_and_score_every_student(
 
     monkeypatch.setattr(teacher_setup, "finetune", spy_teacher)
     monkeypatch.setattr(distill, "train_student", spy_student)
-    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "kd", "--holdout", "0.25"))
+    run.main(args(tiny, tmp_path, "--task", "rte", "--method", "kd", "--holdout", "0.25", "--curve-every", "1"))
     full = encode_split(tiny / "data", get_task("rte"), "train", BertTokenizer.from_dir(tiny / "teacher", max_len=32))
     held = stratified_split(full.labels, 0.25, HOLDOUT_SEED, regression=False)[1]
     held_pairs = {tuple(map(tuple, full.pairs[i])) for i in held}
@@ -238,6 +238,25 @@ def test_holdout_rows_train_neither_teacher_nor_student_and_score_every_student(
     with pytest.raises(KdError, match="trained on rows this run holds out"):
         run.main(other)
     assert not (tmp_path / "all-s1").exists() and not (tmp_path / "other" / "all-s1").exists()
+
+
+def test_the_curve_scores_dev_and_holdout_every_curve_every_phases_and_changes_no_result(tiny, tmp_path):
+    """--curve-every: the final run scores dev and the held-out rows after every N phases and at its end;
+    the scores are passes in eval mode, so the student, its actions and losses are the same bits."""
+    logs, students = {}, {}
+    for every in ("1", "3", "0"):
+        out = tmp_path / every
+        run.main(args(tiny, out, "--task", "rte", "--method", "ksm-soft", "--holdout", "0.25", "--epochs", "2",
+                      "--phases-per-epoch", "4", "--curve-every", every))
+        logs[every] = [r for r in phases(out / "ksm-soft-s1") if r["run"] == "final"]
+        students[every] = (out / "ksm-soft-s1" / "student" / "model.safetensors").read_bytes()
+    scored = {every: [r["phase"] for r in rows if "dev" in r] for every, rows in logs.items()}
+    assert scored == {"1": list(range(8)), "3": [2, 5, 7], "0": []}
+    for rows in logs.values():
+        assert all(("dev" in r) == ("holdout" in r) for r in rows)
+    unscored = lambda rows: [{k: v for k, v in r.items() if k not in ("dev", "holdout")} for r in rows]
+    assert unscored(logs["1"]) == unscored(logs["3"]) == unscored(logs["0"])
+    assert students["1"] == students["3"] == students["0"]
 
 
 def test_bad_input_is_one_line_without_traceback(tmp_path):
@@ -311,7 +330,8 @@ def test_demo_runs_the_whole_pipeline_and_its_ksm_selects(tmp_path):
                                          ("--reward-fraction", "1.0"), ("--alpha", "-0.1"), ("--student-layers", "0"),
                                          ("--checkpoint-every", "0"), ("--method", "ksm-medium"),
                                          ("--method", "subset-0011"), ("--method", "subset-2111"),
-                                         ("--search-gate", "0.0"), ("--search-lead", "1.0")])
+                                         ("--search-gate", "0.0"), ("--search-lead", "1.0"),
+                                         ("--curve-every", "-1"), ("--checkpoint-minutes", "-0.5")])
 def test_out_of_range_flags_are_refused_before_any_work(tmp_path, flag, value):
     with pytest.raises(KdError, match=f"^{flag} {value}: "):
         run.main(["--task", "rte", "--teacher", str(tmp_path / "none"), "--out", str(tmp_path / "out"), flag, value])
