@@ -85,7 +85,7 @@ def parse_args(argv=None):
     a("--out", help="also append the JSON lines to this file")
     a("--profile", metavar="DIR", help="also profile --profile-steps steps of each variant and the losses alone "
                                       "(torch.profiler): a 'profile' JSON line each, and in DIR the op table "
-                                      "(profile-TEACHER-VARIANT.txt) and the trace (.trace.json.gz)")
+                                      "(profile-TEACHER-VARIANT-PART.txt) and the trace (.trace.json.gz)")
     a("--profile-steps", type=int, default=5)
     args = p.parse_args(argv)
     cuda = args.device.startswith("cuda")
