@@ -3,7 +3,7 @@
 # fp16 (half the bytes a device call may carry; load_bert widens it to fp32), the teacher fine-tuned by the study's
 # recipe (experiments/recipe.sh teacher_flags), then ksm-soft students, compile on (run.py's CUDA default).
 # The CPU's same runs: experiments/logs/study/stsb (ksm-soft, seeds 1-5). Results of 2026-12-04: speed/BENCHMARKS.md.
-#   speed/gpu_e2e.sh prepare     # here: fills .gpu/ (git-ignored through .git/info/exclude) from ../shared and
+#   speed/gpu_e2e.sh prepare     # here: fills .gpu/ (git-ignored) from ../shared and
 #                                # weights/minilm-l6 (python weights/fetch.py minilm-l6 weights/minilm-l6)
 #   speed/gpu_e2e.sh             # there, with .gpu carried: the runs into out/e2e; their small files and the
 #                                # console log into $OUT (SEEDS, default 1,2,3; BUDGET, seconds, default 400)
@@ -11,8 +11,7 @@ set -u
 cd "$(dirname "$0")/.."
 if [[ ${1:-} == prepare ]]; then
   set -e
-  mkdir -p .git/info .gpu/bench .gpu/e2e/glue/STS-B .gpu/e2e/minilm-l6
-  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo /.gpu/ >> .git/info/exclude
+  mkdir -p .gpu/bench .gpu/e2e/glue/STS-B .gpu/e2e/minilm-l6  # git-ignored (.gitignore): a device call carries it
   shared=${KD_SHARED:-../shared}
   cp "$shared/bench/hf_kd_baseline.py" .gpu/bench/  # for speed/gpu.sh: KD_BASELINE=.gpu/bench/hf_kd_baseline.py
   cp "${KD_GLUE_DIR:-$shared/data/glue}"/STS-B/{train,dev}.tsv .gpu/e2e/glue/STS-B/
