@@ -244,8 +244,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
                         dev=(task, dev_batches, dev.labels),
                         holdout=None if holdout is None else (task, holdout_batches, holdout.labels),
                         curve_every=args.phases_per_epoch if args.curve_every is None else args.curve_every,
-                        checkpoints=checkpoints, resume=resume,
-                        final=not proxies_only)
+                        checkpoints=checkpoints, resume=resume, final=not proxies_only)
     finally:
         if distributed.is_main():
             log.close()

@@ -321,12 +321,9 @@ def profile(setup: Setup, b, variant: str, directory: str) -> list[dict]:
             wall_ms = (time.perf_counter() - t0) / args.profile_steps * 1e3
         stem = Path(directory) / f"profile-{args.teacher}-{variant}-{part}"
         stem.parent.mkdir(parents=True, exist_ok=True)
-        raw = stem.with_suffix(".json")
-        prof.export_chrome_trace(str(raw))
-        trace = json.loads(raw.read_text())
-        with gzip.open(stem.with_suffix(".trace.json.gz"), "wt") as f:
-            json.dump(trace, f)
-        raw.unlink()
+        prof.export_chrome_trace(str(stem.with_suffix(".trace.json.gz")))  # torch gzips a .gz path
+        with gzip.open(stem.with_suffix(".trace.json.gz"), "rt") as f:
+            trace = json.load(f)
         kernels = [e for e in trace.get("traceEvents", []) if e.get("cat") == "kernel"]
         busy_ms = sum(e.get("dur", 0) for e in kernels) / 1e3 / args.profile_steps
         sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"

@@ -160,12 +160,6 @@ def test_checkpoints_wait_from_the_last_save(tmp_path, monkeypatch):
     assert Checkpoints(tmp_path, 1).waited()  # minutes 0: never waits
 
 
-def test_negative_checkpoint_minutes_are_refused_before_any_work(tiny, tmp_path):
-    with pytest.raises(KdError, match=r"^--checkpoint-minutes -1.0: must be 0 or more$"):
-        run.main(flags(tiny, tmp_path, "--checkpoint-minutes", "-1"))
-    assert not (tmp_path / "ksm-soft-s3").exists()
-
-
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
     make_view = run.make_teacher_view
 
