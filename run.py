@@ -41,7 +41,7 @@ from kd_ref.evaluate import evaluate, evaluate_with_loss, predict_logits, predic
 from kd_ref.plumbing import distributed
 from kd_ref.plumbing.checkpoint import load_config, save_bert
 from kd_ref.plumbing.cli import HelpFormatter, Parser, add_fields, integer, number
-from kd_ref.plumbing.compiled import compile_model, default_compile, keep_freed_memory, use_tf32
+from kd_ref.plumbing.compiled import compile_mode, compile_model, default_compile, keep_freed_memory, use_tf32
 from kd_ref.plumbing.errors import KdError, check_flags
 from kd_ref.plumbing.lock import hold_all
 from kd_ref.plumbing.outputs import (JsonlLog, finished_runs, first_change, summarise, versions, write_atomically,
@@ -199,7 +199,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
     torch.manual_seed(seed)
     student = build_student(teacher, args.student_layers, args.student_hidden, args.student_init, g).to(device)
     if args.compile:
-        compile_model(student)
+        compile_model(student, mode=compile_mode(args.cuda_graphs))
     projections = make_projections(student.config.hidden_size, teacher.config.hidden_size, len(g)).to(device)
     selector = make_selector(method, student.config.hidden_size, teacher.config.hidden_size,
                              SelectorConfig(alpha=args.alpha, beta=args.beta, search_budget=args.search_budget,
@@ -285,7 +285,7 @@ def run_one(args, method, seed, task, data, teacher, teacher_view, g, device, ou
 
 
 # Flags that may change between a run and its resumption: they do not change what is computed.
-RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "method", "seeds", "seed",
+RESUMABLE_CHANGES = {"overwrite", "resume", "debug", "device", "compile", "cuda_graphs", "method", "seeds", "seed",
                      "checkpoint_every", "checkpoint_minutes", "teacher_checkpoints_per_epoch", "threads",
                      "keep_checkpoint", "curve_every"}
 # Flags only the episodes of ksm-* and the searches (halving, knockout, episode-ac) read: a method without
@@ -418,13 +418,14 @@ def run_main(args, locks: ExitStack):
     methods = [m.strip() for m in args.method.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     check_args(args, methods)
+    if args.compile is None:
+        args.compile = default_compile(device)
+    check_cuda_graphs(args, device)
     task = task_from_args(args)
     if args.demo:
         if distributed.is_main():  # the demo's own data and teacher, checked flags: nothing below fails on them
             write_demo_task(Path(args.data_dir), seed=0)
         distributed.barrier()
-    if args.compile is None:
-        args.compile = default_compile(device)
     if device.type == "cuda":
         use_tf32()
     else:
@@ -462,7 +463,7 @@ def run_main(args, locks: ExitStack):
         g = layer_map(teacher.config.num_hidden_layers, args.student_layers)
         print(layer_map_table(g))
         if args.compile:
-            compile_model(teacher)
+            compile_model(teacher, mode=compile_mode(args.cuda_graphs))
         teacher_view = make_teacher_view(args, teacher, teacher_dir, train if augment is None else train + augment,
                                          g, device, out)
     if args.teacher_only:
@@ -520,6 +521,15 @@ def check_args(args, methods) -> None:
     searches = [m for m in methods if m in SEARCHES]
     if searches and args.reward_split == "dev":
         raise KdError(f"--method {searches[0]} chooses on held-out rows of train: it cannot take --reward-split dev")
+
+
+def check_cuda_graphs(args, device) -> None:
+    """--cuda-graphs records compiled graphs: there are none without --compile, and none on the CPU."""
+    if args.cuda_graphs and not (args.compile and device.type == "cuda"):
+        raise KdError(f"--cuda-graphs: needs --compile on a CUDA device (here: --device {device.type}"
+                      f"{'' if args.compile else ', --no-compile'})")
+    if args.cuda_graphs and distributed.world() > 1:
+        raise KdError("--cuda-graphs: one process only; it has not been tried under torchrun with DDP")
 
 
 def check_fits(config, tokenizer, args) -> None:

@@ -23,8 +23,9 @@ student_lr() {  # TASK: fails with a one-line error where STUDENT_LR has no rate
   fi
 }
 
-teacher_flags() {  # TASK [OUT], OUT by default runs/study/TASK
-  TEACHER=(--task "$1" --teacher weights/minilm-l6 --teacher-lr 5e-5 --teacher-epochs 4
+# TASK [OUT [MODEL]]: OUT by default runs/study/TASK; MODEL, the pretrained teacher, by default weights/minilm-l6
+teacher_flags() {
+  TEACHER=(--task "$1" --teacher "${3:-weights/minilm-l6}" --teacher-lr 5e-5 --teacher-epochs 4
            --student-layers "$STUDENT_LAYERS" --out "${2:-runs/study/$1}")
 }
 
@@ -42,8 +43,8 @@ subsets_student_flags() {
                    --lr "${STUDENT_LR[$1]}" --loss-norm ema)
 }
 
-study_flags() {
+study_flags() {  # TASK [OUT [MODEL]], as teacher_flags
   student_lr "$1" || return 1
-  teacher_flags "$1"
+  teacher_flags "$@"
   STUDY=("${TEACHER[@]}" --lr "${STUDENT_LR[$1]}" --resume)
 }

@@ -24,6 +24,7 @@ from kd_ref.evaluate import evaluate, evaluate_with_loss, gold_loss
 from kd_ref.fused import make_fused_loss
 from kd_ref.optim import make_optimizer
 from kd_ref.plumbing import distributed
+from kd_ref.plumbing.compiled import compile_mode
 from kd_ref.plumbing.errors import NonFinite, check_flags, one_of
 from kd_ref.plumbing.progress import Progress
 
@@ -68,6 +69,7 @@ class DistillConfig:
     # that step's state; the phase's transition then holds the mean of the weights it applied
     act_every_step: bool = False
     compile: bool = False           # torch.compile the loss (run.py compiles the models too)
+    cuda_graphs: bool = False       # with compile, on CUDA: CUDA graphs (kd_ref.plumbing.compiled.compile_mode)
 
 
 class LossNorm:
@@ -165,7 +167,7 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
     modules = {"student": student, "projections": trainee.projections}
     stateful = {"optimizer": opt, "scheduler": sched, "selector": selector, "loss_norm": norm}
     attention = range(1, len(g)) if cfg.attk_weight else ()
-    loss_fn = make_fused_loss(cfg.compile)
+    loss_fn = make_fused_loss(cfg.compile, mode=compile_mode(cfg.cuda_graphs))
     temperature = torch.tensor(cfg.temperature, device=device)
     attk_weight = torch.tensor(cfg.attk_weight, device=device) if cfg.attk_weight else None
     regression = student.config.num_labels == 1
@@ -197,6 +199,8 @@ def train_student(model, selector, teacher_view, train, cfg: DistillConfig, *, g
             batches = first if epoch == 0 else train.batches(cfg.batch_size, cfg.max_len, shuffle=True,
                                                              seed=seed * 1000 + epoch, shard=distributed.shard())
             for b in batches[step - epoch * len(first):]:
+                if cfg.cuda_graphs:  # a new step: its replays may overwrite the last step's outputs, all read by now
+                    torch.compiler.cudagraph_mark_step_begin()
                 b = b.to(device)
                 with autocast:
                     s_out, hs = model(b, attention)

@@ -128,8 +128,8 @@ def fused_kd_loss(logits_s: Tensor, logits_t: Tensor, labels: Tensor, valid: Ten
     return total, torch.stack(raw).detach()
 
 
-def make_fused_loss(compile: bool, backend: str = "inductor"):
+def make_fused_loss(compile: bool, backend: str = "inductor", mode: str | None = None):
     """fused_kd_loss, compiled or eager. dynamic=False: batching.py gives a few fixed
     shapes (one per length bucket), and a graph specialised to each is faster than
-    one symbolic graph. backend: see kd_ref.plumbing.compiled.compile_model."""
-    return torch.compile(fused_kd_loss, dynamic=False, backend=backend) if compile else fused_kd_loss
+    one symbolic graph. backend and mode: see kd_ref.plumbing.compiled.compile_model."""
+    return torch.compile(fused_kd_loss, dynamic=False, backend=backend, mode=mode) if compile else fused_kd_loss

@@ -25,10 +25,11 @@ padded length; backward = 2x forward; embeddings, pooler, classifier and losses 
 out), peak = 989 TFLOP/s dense bf16 on H100 SXM and H200 (--peak-tflops for others).
 
 Output: one JSON line per measurement on stdout and appended to --out, in this
-order: 'machine'; 'ours' per variant (step time, seq/s, parts, MFU, warm-up,
-recompiles after warm-up), each followed with --profile by its 'profile' lines (the step and
-the losses alone: kernels, device busy time); 'losses' (spec vs fused: time, agreement); 'baseline'
-per baseline variant; 'summary' (ours / baseline seq/s).
+order: 'machine'; 'ours' per variant (step time, alone and with a host sync per step as in run.py;
+seq/s, parts, MFU, warm-up, recompiles after warm-up), each followed with --profile by its
+'profile' lines (the step; outside CUDA graphs also the losses alone and the selector's phase end:
+kernels, device busy time); 'losses' (spec vs fused: time, agreement); 'baseline' per baseline
+variant; 'summary' (ours / baseline seq/s).
 """
 import argparse
 import datetime
@@ -50,7 +51,7 @@ from kd_ref.bert import Bert, BertConfig
 from kd_ref.data.batching import Batch
 from kd_ref.fused import make_fused_loss
 from kd_ref.optim import make_optimizer
-from kd_ref.plumbing.compiled import MALLOPT, compile_counts, compile_model, keep_freed_memory, use_tf32
+from kd_ref.plumbing.compiled import MALLOPT, compile_counts, compile_mode, compile_model, keep_freed_memory, use_tf32
 from kd_ref.student import build_student, default_layers, layer_map, make_projections
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +70,8 @@ def parse_args(argv=None):
     a("--dtype", choices=["bf16", "fp32"], help="default: bf16 on CUDA, fp32 on the CPU")
     a("--batch", type=int, help="default: 32 on CUDA, 8 on the CPU")
     a("--seq", type=int, default=128)
-    a("--variants", default="eager,compiled", help="of eager, compiled, cudagraphs (compiled + CUDA graphs)")
+    a("--variants", default="eager,compiled",
+      help="of eager, compiled, cudagraphs (compiled + CUDA graphs, as run.py --cuda-graphs)")
     a("--baseline-variants", help="of the baseline's eager, compiled, each optionally +keep (run with "
                                    "the allocator setting ours uses on the CPU); 'none' to skip. Default: "
                                    "eager,compiled on CUDA; eager,eager+keep on the CPU (its compile takes minutes)")
@@ -83,8 +85,9 @@ def parse_args(argv=None):
       help="steps the selector's per-phase work is spread over (RTE, batch 32, 4 phases per epoch: ~20)")
     a("--peak-tflops", type=float, help="peak FLOP/s of the device in TFLOP/s, for MFU")
     a("--out", help="also append the JSON lines to this file")
-    a("--profile", metavar="DIR", help="also profile --profile-steps steps of each variant and the losses alone "
-                                      "(torch.profiler): a 'profile' JSON line each, and in DIR the op table "
+    a("--profile", metavar="DIR", help="also profile --profile-steps steps of each variant, the losses alone and "
+                                      "the selector's phase end (torch.profiler): a 'profile' JSON line each, "
+                                      "and in DIR the op table "
                                       "(profile-TEACHER-VARIANT-PART.txt) and the trace (.trace.json.gz)")
     a("--profile-steps", type=int, default=5)
     args = p.parse_args(argv)
@@ -190,11 +193,11 @@ class Setup:
                                             len(self.g)).to(device)
         self.params = [*self.student.parameters(), *self.projections.parameters()]
         self.opt, self.sched = make_optimizer(self.params, 5e-5, 0.01, 10 ** 6, 0.1)
+        self.cudagraphs = variant == "cudagraphs"  # as run.py --cuda-graphs: the models and the loss
         if variant != "eager":
             for model in (self.teacher, self.student):
-                compile_model(model, mode="reduce-overhead" if variant == "cudagraphs" else None)
-        self.cudagraphs = variant == "cudagraphs"
-        self.loss_fn = make_fused_loss(compile=variant != "eager")
+                compile_model(model, mode=compile_mode(self.cudagraphs))
+        self.loss_fn = make_fused_loss(compile=variant != "eager", mode=compile_mode(self.cudagraphs))
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
         self.weights = torch.ones(4, device=device)
         self.temperature = torch.tensor(1.0, device=device)
@@ -241,24 +244,34 @@ class Setup:
         self.sums += raw  # no host sync per step: the loop reads the sums once per phase
 
 
-def agent_phase_ms(setup: Setup, b, repeats: int = 5) -> float:
-    """The selector's work at a phase boundary (ksm-soft): state from the [CLS] vectors
-    (a device sync), action, exploration reward, one learning round (updates_per_phase updates)."""
+def agent_phase(setup: Setup):
+    """A function doing the selector's work at one phase boundary (ksm-soft), a new phase each call:
+    state from the [CLS] vectors (a device sync), action, exploration reward, one learning round
+    (updates_per_phase updates)."""
     args, device = setup.args, setup.device
     widths = setup.student.config.hidden_size, setup.t_cfg.hidden_size
     agent = KnowledgeSelectionAgent(*widths, AgentConfig(), seed=0)
     state = agent.raw_state(torch.randn(args.batch, widths[0]), torch.randn(args.batch, widths[1]), 0.0)
-    times = []
-    for k in range(repeats):
-        t0 = time.perf_counter()
+    phases = 0
+
+    def phase():
+        nonlocal state, phases
         s_cls, t_cls = (torch.randn(args.batch, w, device=device) for w in widths)
-        next_state = agent.raw_state(s_cls, t_cls, k / repeats)
+        next_state = agent.raw_state(s_cls, t_cls, phases / 100)
         action = agent.act(next_state, explore=True)
         setup.weights.copy_(action)
         agent.observe(state, action, 0.01, next_state, done=False)
         sync(device)
+        state, phases = next_state, phases + 1
+    return phase
+
+
+def agent_phase_ms(setup: Setup, repeats: int = 5) -> float:
+    phase, times = agent_phase(setup), []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        phase()
         times.append((time.perf_counter() - t0) * 1e3)
-        state = next_state
     return sorted(times)[len(times) // 2]
 
 
@@ -272,12 +285,16 @@ def bench_ours(args, variant: str, device, b) -> tuple[dict, Setup]:
     warmup_s = time.perf_counter() - t0
     warm = compile_counts()
     step_ms = median_ms(lambda: setup.step(b), device, args.steps, args.repeats)
+    # run.py's loop reads each step's loss on the host (its non-finite check, the progress line): the host
+    # then waits for the device at every step and cannot queue the next step while this one runs
+    synced_ms = median_ms(lambda: (setup.step(b), setup.sums.sum().item()), device, args.steps, args.repeats)
     after = compile_counts()
-    agent_ms = agent_phase_ms(setup, b)
+    agent_ms = agent_phase_ms(setup)
     total_ms = step_ms + agent_ms / args.steps_per_phase
     record = {"what": "ours", "variant": variant, "device": device.type, "dtype": args.dtype,
               "teacher": args.teacher, "student_layers": args.student_layers, "batch": args.batch,
               "seq": args.seq, "attk": args.attk, "step_ms": round(step_ms, 3),
+              "step_ms_host_sync": round(synced_ms, 3),
               "agent_ms_per_phase": round(agent_ms, 3), "step_ms_with_agent": round(total_ms, 3),
               "seq_per_s": round(args.batch / total_ms * 1e3, 1),
               "seq_per_s_no_agent": round(args.batch / step_ms * 1e3, 1), "warmup_s": round(warmup_s, 1),
@@ -296,12 +313,14 @@ def bench_ours(args, variant: str, device, b) -> tuple[dict, Setup]:
 
 
 def profile(setup: Setup, b, variant: str, directory: str) -> list[dict]:
-    """Where the step's time goes: torch.profiler over --profile-steps steps, then over as many
-    forward + backward passes of the loss alone. Per step: the wall time, the kernels launched and
+    """Where the step's time goes: torch.profiler over --profile-steps steps, then (outside CUDA graphs)
+    over as many forward + backward passes of the loss alone and as many phase ends of the selector
+    (agent_phase: host work). Per call: the wall time, the kernels launched and
     the time the device spent in them (kernel events of the exported trace, which on one stream do not
     overlap). busy_share well under 1 means the device waits for the host (launches, Python,
     guards), where CUDA graphs help; near 1, the kernels themselves are the cost.
-    Writes the op table (sorted by device time, CPU time on the CPU) and the gzipped Chrome trace."""
+    Writes the op table (sorted by device time; CPU time on the CPU and for the agent) and the gzipped
+    Chrome trace."""
     args, device = setup.args, setup.device
     kinds = torch.profiler.ProfilerActivity
     acts = [kinds.CPU] + ([kinds.CUDA] if device.type == "cuda" else [])
@@ -309,6 +328,7 @@ def profile(setup: Setup, b, variant: str, directory: str) -> list[dict]:
     if not setup.cudagraphs:  # pieces run alone only outside CUDA graph trees, as in parts_ms
         loss_args, kwargs = loss_leaves(setup, b, setup.student_forward(b), setup.teacher_forward(b))
         parts["losses"] = lambda: setup.loss(setup.loss_fn, loss_args, kwargs)[0].backward()
+        parts["agent"] = agent_phase(setup)  # a phase, not a step: the same in every variant
     records = []
     for part, fn in parts.items():
         fn()
@@ -326,7 +346,7 @@ def profile(setup: Setup, b, variant: str, directory: str) -> list[dict]:
             trace = json.load(f)
         kernels = [e for e in trace.get("traceEvents", []) if e.get("cat") == "kernel"]
         busy_ms = sum(e.get("dur", 0) for e in kernels) / 1e3 / args.profile_steps
-        sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        sort = "self_device_time_total" if device.type == "cuda" and part != "agent" else "self_cpu_time_total"
         stem.with_suffix(".txt").write_text(prof.key_averages().table(sort_by=sort, row_limit=40) + "\n")
         records.append({"what": "profile", "variant": variant, "part": part, "teacher": args.teacher,
                         "student_layers": args.student_layers, "batch": args.batch, "seq": args.seq,

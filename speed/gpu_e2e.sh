@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Issue 29's real run on a GPU machine, which has no ../shared and no internet: STS-B, all-MiniLM-L6-v2 taken as
 # fp16 (half the bytes a device call may carry; load_bert widens it to fp32), the teacher fine-tuned by the study's
-# recipe (experiments/recipe.sh teacher_flags), then ksm-soft students, compile on (run.py's CUDA default).
+# recipe (experiments/recipe.sh study_flags), then ksm-soft students, compile on (run.py's CUDA default).
 # The CPU's same runs: experiments/logs/study/stsb (ksm-soft, seeds 1-5). Results of 2026-12-04: speed/BENCHMARKS.md.
 #   speed/gpu_e2e.sh prepare     # here: fills .gpu/ (git-ignored) from ../shared and
 #                                # weights/minilm-l6 (python weights/fetch.py minilm-l6 weights/minilm-l6)
 #   speed/gpu_e2e.sh             # there, with .gpu carried: the runs into out/e2e; their small files and the
-#                                # console log into $OUT (SEEDS, default 1,2,3; BUDGET, seconds, default 400)
+#                                # console log into $OUT (SEEDS, default 1,2,3; BUDGET, seconds, default 400;
+#                                # GRAPHS=1 adds run.py --cuda-graphs)
 set -u
 cd "$(dirname "$0")/.."
 if [[ ${1:-} == prepare ]]; then
@@ -31,7 +32,10 @@ export PYTHONUNBUFFERED=1 KD_GLUE_DIR=.gpu/e2e/glue
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 python3 -c "import torch, tokenizers, safetensors, numpy
 print(torch.__version__, tokenizers.__version__, safetensors.__version__, numpy.__version__)" | tee -a "$out/gpu.txt"
-timeout "${BUDGET:-400}" python3 run.py --task stsb --teacher .gpu/e2e/minilm-l6 --teacher-lr 5e-5 --teacher-epochs 4 \
-  --student-layers 3 --lr 2e-4 --method ksm-soft --seeds "${SEEDS:-1,2,3}" --out out/e2e 2>&1 | tee "$out/e2e.log"
-echo "exit: ${PIPESTATUS[0]}" | tee -a "$out/e2e.log"
-find out/e2e \( -name '*.json' -o -name '*.jsonl' -o -name '*.md' \) -print | tar czf "$out/e2e.tgz" -T -
+name=e2e${GRAPHS:+-graphs}  # its own folder: in the other's, run.py --resume would reuse the finished runs
+source experiments/recipe.sh
+study_flags stsb "out/$name" .gpu/e2e/minilm-l6
+timeout "${BUDGET:-400}" python3 run.py "${STUDY[@]}" ${GRAPHS:+--cuda-graphs} --method ksm-soft \
+  --seeds "${SEEDS:-1,2,3}" 2>&1 | tee "$out/$name.log"
+echo "exit: ${PIPESTATUS[0]}" | tee -a "$out/$name.log"
+find "out/$name" \( -name '*.json' -o -name '*.jsonl' -o -name '*.md' \) -print | tar czf "$out/$name.tgz" -T -

@@ -32,3 +32,12 @@ def test_a_task_with_a_rate_gets_it(function, flags):
     assert done.returncode == 0, done.stderr
     printed = done.stdout.split()
     assert printed[printed.index("--task") + 1] == "mrpc" and printed[printed.index("--lr") + 1] == "2e-4"
+
+
+def test_the_teacher_model_and_the_output_folder_can_be_named():
+    """speed/gpu_e2e.sh runs the study's recipe with the teacher it carries to the GPU machine, into its own folder."""
+    script = 'source experiments/recipe.sh; study_flags stsb out/e2e .gpu/e2e/minilm-l6; echo "${STUDY[@]}"'
+    printed = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    after = lambda flag: printed[printed.index(flag) + 1]
+    assert (after("--teacher"), after("--out"), after("--lr")) == (".gpu/e2e/minilm-l6", "out/e2e", "2e-4")
+    assert printed.count("--teacher") == 1

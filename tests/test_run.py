@@ -338,6 +338,41 @@ def test_out_of_range_flags_are_refused_before_any_work(tmp_path, flag, value):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("flags, where", [((), "cpu, --no-compile"), (("--compile",), "cpu")])
+def test_cuda_graphs_without_compiled_cuda_models_is_refused_before_any_work(tmp_path, flags, where):
+    message = f"^--cuda-graphs: needs --compile on a CUDA device \\(here: --device {where}\\)$"
+    with pytest.raises(KdError, match=message):
+        run.main(["--task", "rte", "--teacher", str(tmp_path / "none"), "--out", str(tmp_path / "out"),
+                  "--device", "cpu", "--cuda-graphs", *flags])
+    assert not (tmp_path / "out").exists()
+
+
+def test_cuda_graphs_compiles_every_graph_for_them_and_marks_each_step(tiny, tmp_path, monkeypatch):
+    """What --cuda-graphs changes, on the CPU, which has no CUDA graphs (run.py refuses it there): the
+    teacher, the student and the fused loss are compiled in mode reduce-overhead, and every training step
+    (of the episodes and the final run) starts with cudagraph_mark_step_begin, which lets the step's
+    replays overwrite the last step's outputs. The modes are recorded, not compiled (inductor would take
+    minutes here); the run is otherwise the same to the last bit."""
+    monkeypatch.setattr(run, "check_cuda_graphs", lambda args, device: None)
+    modes, marks = [], []
+    monkeypatch.setattr(run, "compile_model", lambda model, mode=None: modes.append((type(model).__name__, mode)))
+    eager_loss = distill.make_fused_loss(False)
+    monkeypatch.setattr(distill, "make_fused_loss",
+                        lambda compile, mode=None: modes.append(("loss", mode)) or eager_loss)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(len(modes)))
+    flags = ("--task", "rte", "--method", "ksm-soft")
+    run.main(args(tiny, tmp_path / "graphs", *flags, "--compile", "--cuda-graphs"))
+    log = phases(tmp_path / "graphs" / "ksm-soft-s1")
+    # the teacher, the student, and a loss for each run (the episode, the final run)
+    assert modes == [("Bert", "reduce-overhead")] * 2 + [("loss", "reduce-overhead")] * 2
+    episode_steps = max(r["step"] for r in log if r["run"] == "episode")
+    final_steps = max(r["step"] for r in log if r["run"] == "final")
+    assert len(marks) == episode_steps + final_steps  # one episode, then the final run
+    run.main(args(tiny, tmp_path / "plain", *flags, "--compile"))
+    assert phases(tmp_path / "plain" / "ksm-soft-s1") == log
+    assert modes[4:] == [("Bert", None)] * 2 + [("loss", None)] * 2 and len(marks) == episode_steps + final_steps
+
+
 def test_knockout_pool_without_two_seeds_is_refused_before_any_work(tiny, tmp_path):
     with pytest.raises(KdError, match="--method knockout-pool: 0 seed.s. with knockout's five proxies in .*; pooling "
                                       "needs two at least: name them with --pool-seeds"):

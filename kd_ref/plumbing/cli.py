@@ -27,6 +27,9 @@ FIELD_HELP = {
     "corrupt": "diagnostic: plant harm in one kind of knowledge (kd_ref/corrupt.py) [ours]",
     "attk_weight": "weight of the attention-score extension AttK, outside the selector; 0: off [ours]",
     "act_every_step": "the selector acts at every step, not once a phase [ours]",
+    "cuda_graphs": "with --compile on CUDA, one process: the teacher, the student and the fused loss run as CUDA "
+                   "graphs (torch.compile mode reduce-overhead), one launch per graph; the compiled step was bound "
+                   "by the host's launches (speed/BENCHMARKS.md); off by default until measured in a whole run",
     "hidden": "KSM: width of every MLP [ours]",
     "gamma": "KSM: discount of the TD target [ours]",
     "tau": "KSM: soft update rate of the target networks [ours]",

@@ -61,6 +61,16 @@ def keep_freed_memory() -> bool:
     return all(mallopt(param, value) == 1 for param, value in MALLOPT.values())
 
 
+def compile_mode(cuda_graphs: bool) -> str | None:
+    """torch.compile's mode for run.py's --cuda-graphs: "reduce-overhead" records each compiled graph
+    as a CUDA graph and replays it with one launch. On an H200 the compiled step was bound by the
+    host's kernel launches, not the device: CUDA graphs on the models cut bert-base -> 6 layers from
+    24.4 to 10.6 ms (speed/BENCHMARKS.md, "GPU: the first run"). The training loop then calls
+    torch.compiler.cudagraph_mark_step_begin() before each step, and reads a graph's outputs only
+    before the next replay overwrites them."""
+    return "reduce-overhead" if cuda_graphs else None
+
+
 def compile_model(model: torch.nn.Module, *, mode: str | None = None, backend: str = "inductor") -> torch.nn.Module:
     """Compile model's forward in place and return it.
 
