@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import run
-from kd_ref import distill
+from kd_ref import distill, fused
 from kd_ref.corrupt import corrupt_targets
 from kd_ref.data.glue import get_task
 from kd_ref.data.splits import HOLDOUT_SEED, encode_split, stratified_split
@@ -347,20 +347,62 @@ def test_cuda_graphs_without_compiled_cuda_models_is_refused_before_any_work(tmp
     assert not (tmp_path / "out").exists()
 
 
-def test_cuda_graphs_compiles_every_graph_for_them_and_marks_each_step(tiny, tmp_path, monkeypatch):
+class GraphTrees:
+    """CUDA graph trees' one rule for the caller, on the CPU: a replay may overwrite the outputs of
+    earlier replays. An output of a graph run with gradients is good until the next step begins
+    (cudagraph_mark_step_begin); one run without (teacher, evaluation) until the next such run. Here
+    every output is filled with NaN once its time is up, so a loop that reads one too late sees it."""
+
+    def __init__(self):
+        self.outputs = {True: [], False: []}  # by torch.is_grad_enabled() at the call
+        self.overwritten = 0
+
+    def graphed(self, fn):
+        def replay(*args, **kwargs):
+            if not torch.is_grad_enabled():
+                self.overwrite(False)
+            out = fn(*args, **kwargs)
+            self.outputs[torch.is_grad_enabled()] += [t for t in torch.utils._pytree.tree_leaves(out)
+                                                      if isinstance(t, torch.Tensor)]
+            return out
+        return replay
+
+    def overwrite(self, *kinds):
+        for kind in kinds:
+            for t in self.outputs[kind]:
+                t.detach().fill_(math.nan)
+            self.overwritten += len(self.outputs[kind])
+            self.outputs[kind] = []
+
+    def step_begin(self):
+        self.overwrite(True, False)
+
+
+@pytest.mark.parametrize("teacher", [(), ("--teacher-cache-gb", "0")], ids=["cached teacher", "live teacher"])
+def test_cuda_graphs_compiles_every_graph_for_them_and_keeps_to_their_rule(tiny, tmp_path, monkeypatch, teacher):
     """What --cuda-graphs changes, on the CPU, which has no CUDA graphs (run.py refuses it there): the
     teacher, the student and the fused loss are compiled in mode reduce-overhead, and every training step
-    (of the episodes and the final run) starts with cudagraph_mark_step_begin, which lets the step's
-    replays overwrite the last step's outputs. The modes are recorded, not compiled (inductor would take
-    minutes here); the run is otherwise the same to the last bit."""
+    (of the episodes and the final run) starts with cudagraph_mark_step_begin. The modes are recorded, not
+    compiled (inductor would take minutes here), and the graphs' overwrites emulated (GraphTrees): the run
+    is the same to the last bit, so the loop reads no output after a replay could have overwritten it."""
     monkeypatch.setattr(run, "check_cuda_graphs", lambda args, device: None)
-    modes, marks = [], []
-    monkeypatch.setattr(run, "compile_model", lambda model, mode=None: modes.append((type(model).__name__, mode)))
-    eager_loss = distill.make_fused_loss(False)
-    monkeypatch.setattr(distill, "make_fused_loss",
-                        lambda compile, mode=None: modes.append(("loss", mode)) or eager_loss)
-    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(len(modes)))
-    flags = ("--task", "rte", "--method", "ksm-soft")
+    modes, marks, trees = [], [], GraphTrees()
+
+    def compile_model(model, mode=None):
+        modes.append((type(model).__name__, mode))
+        model.forward = trees.graphed(model.forward)
+
+    def make_fused_loss(compile, mode=None):
+        modes.append(("loss", mode))
+        return trees.graphed(fused.fused_kd_loss)
+
+    def mark_step_begin():
+        marks.append(len(marks))
+        trees.step_begin()
+    monkeypatch.setattr(run, "compile_model", compile_model)
+    monkeypatch.setattr(distill, "make_fused_loss", make_fused_loss)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", mark_step_begin)
+    flags = ("--task", "rte", "--method", "ksm-soft", *teacher)
     run.main(args(tiny, tmp_path / "graphs", *flags, "--compile", "--cuda-graphs"))
     log = phases(tmp_path / "graphs" / "ksm-soft-s1")
     # the teacher, the student, and a loss for each run (the episode, the final run)
@@ -368,9 +410,26 @@ def test_cuda_graphs_compiles_every_graph_for_them_and_marks_each_step(tiny, tmp
     episode_steps = max(r["step"] for r in log if r["run"] == "episode")
     final_steps = max(r["step"] for r in log if r["run"] == "final")
     assert len(marks) == episode_steps + final_steps  # one episode, then the final run
+    # at every step the student's logits and 3 states and the loss's 2 outputs, and the evaluations' logits
+    assert trees.overwritten > 6 * len(marks)
+    monkeypatch.setattr(run, "compile_model", lambda model, mode=None: modes.append((type(model).__name__, mode)))
+    monkeypatch.setattr(distill, "make_fused_loss", lambda compile, mode=None: fused.fused_kd_loss)
     run.main(args(tiny, tmp_path / "plain", *flags, "--compile"))
     assert phases(tmp_path / "plain" / "ksm-soft-s1") == log
-    assert modes[4:] == [("Bert", None)] * 2 + [("loss", None)] * 2 and len(marks) == episode_steps + final_steps
+    assert modes[4:] == [("Bert", None)] * 2 and len(marks) == episode_steps + final_steps
+
+
+def test_graph_trees_emulation_overwrites_what_a_replay_would():
+    trees = GraphTrees()
+    double = trees.graphed(lambda x: {"y": [x * 2]})
+    x = torch.ones(2, requires_grad=True)
+    kept = double(x)["y"][0]
+    with torch.no_grad():
+        first = double(x)["y"][0]
+        second = double(x)["y"][0]
+    assert torch.isnan(first).all() and not torch.isnan(second).any() and not torch.isnan(kept).any()
+    trees.step_begin()
+    assert torch.isnan(kept).all() and torch.isnan(second).all()
 
 
 def test_knockout_pool_without_two_seeds_is_refused_before_any_work(tiny, tmp_path):
