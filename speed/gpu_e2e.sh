@@ -5,9 +5,9 @@
 # The CPU's same runs: experiments/logs/study/stsb (ksm-soft, seeds 1-5). Results of 2026-12-04: speed/BENCHMARKS.md.
 #   speed/gpu_e2e.sh prepare     # here: fills .gpu/ (git-ignored) from ../shared and
 #                                # weights/minilm-l6 (python weights/fetch.py minilm-l6 weights/minilm-l6)
-#   speed/gpu_e2e.sh             # there, with .gpu carried: the runs into out/e2e; their small files and the
+#   speed/gpu_e2e.sh             # there, with .gpu carried: the runs into out/e2e, their small files and the
 #                                # console log into $OUT (SEEDS, default 1,2,3; BUDGET, seconds, default 400;
-#                                # GRAPHS=1 adds run.py --cuda-graphs)
+#                                # GRAPHS=1 adds run.py --cuda-graphs, into out/e2e-graphs)
 set -u
 cd "$(dirname "$0")/.."
 if [[ ${1:-} == prepare ]]; then
