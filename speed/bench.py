@@ -394,16 +394,21 @@ def loss_leaves(setup: Setup, b, s, t):
 
 
 def bench_losses(args, setup: Setup, b) -> dict:
-    """Spec (kd_ref/losses.py, as distill.py sums them) against the fused loss, eager and compiled:
-    forward + backward on the same inputs in the run's dtype; then how far the compiled fused
-    values are from the spec's in plain fp32 (no autocast, no TF32), per loss."""
+    """Spec (kd_ref/losses.py, as distill.py sums them) against the fused loss, eager and compiled
+    (on CUDA also as a CUDA graph, as run.py --cuda-graphs runs it: the loss's share of the
+    cudagraphs step): forward + backward on the same inputs in the run's dtype; then how far the
+    compiled fused values are from the spec's in plain fp32 (no autocast, no TF32), per loss."""
     device = setup.device
     loss_args, kwargs = loss_leaves(setup, b, setup.student_forward(b), setup.teacher_forward(b))
     fns = {"spec": spec_loss, "fused_eager": make_fused_loss(False), "fused_compiled": make_fused_loss(True)}
+    if device.type == "cuda":  # on the CPU, mode reduce-overhead compiles the same loss again, without graphs
+        fns["fused_cudagraphs"] = make_fused_loss(True, mode=compile_mode(True))
     record = {"what": "losses", "device": device.type, "dtype": args.dtype, "teacher": args.teacher,
               "batch": args.batch, "seq": args.seq, "attk": args.attk}
     for name, fn in fns.items():
         def fwd_bwd():
+            if name == "fused_cudagraphs":
+                torch.compiler.cudagraph_mark_step_begin()
             setup.loss(fn, loss_args, kwargs)[0].backward()
         fwd_bwd()  # warm-up (compiles)
         record[name + "_ms"] = round(median_ms(fwd_bwd, device, args.steps, args.repeats), 3)
